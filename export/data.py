@@ -1,0 +1,303 @@
+"""Datasets for training and evaluation: MVTec-layout folders, plain folders, few-shot sampling.
+
+Images are read with OpenCV (BGR → RGB, grayscale → 3 channels) and turned into 3×H×W float RGB
+in [0, 1] by ``ImageTransform``: a square resize (aspect ratio not kept, antialiased bilinear like
+PIL's) followed by a centre crop (INP_FORMER.md §1). Masks get a nearest resize, the same crop,
+and are binarised at 0.5.
+
+MVTec layout::
+
+    <root>/<category>/train/good/*
+    <root>/<category>/test/<good | defect type>/<stem>.<ext>
+    <root>/<category>/ground_truth/<defect type>/<stem>_mask.png
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import ConcatDataset, Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+GOOD = "good"
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Tensor  # 3×H×W float32 RGB in [0, 1]
+    mask: Tensor | None  # H×W bool (test split; all False for good images), None when unknown
+    label: int  # 0 good, 1 defect
+    defect_type: str  # "good" or the defect folder name
+    category: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Square resize to ``resize_px`` (aspect ratio not kept), then a centre crop of ``crop_px``."""
+
+    resize_px: int
+    crop_px: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop_px <= self.resize_px:
+            raise ValueError(
+                f"crop_px {self.crop_px} must be positive and at most resize_px {self.resize_px}; "
+                "pick a crop no larger than the resize"
+            )
+
+    def image(self, rgb_u8: np.ndarray) -> Tensor:
+        """H×W×3 uint8 RGB → 3×crop×crop float32 in [0, 1] (rounded to 8-bit levels, as PIL does)."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb_u8)).permute(2, 0, 1).unsqueeze(0).float()
+        size = (self.resize_px, self.resize_px)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = x.round().clamp(0, 255) / 255.0
+        return self._crop(x[0])
+
+    def mask(self, mask_u8: np.ndarray) -> Tensor:
+        """H×W (0 = background) → crop×crop bool."""
+        x = torch.from_numpy((mask_u8 > 0).astype(np.float32))[None, None]
+        x = F.interpolate(x, size=(self.resize_px, self.resize_px), mode="nearest-exact")
+        return self._crop(x[0, 0]) > 0.5
+
+    def _crop(self, x: Tensor) -> Tensor:
+        top = int(round((self.resize_px - self.crop_px) / 2.0))
+        return x[..., top : top + self.crop_px, top : top + self.crop_px]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image on disk and what is known about it (no pixels)."""
+
+    path: Path
+    label: int
+    defect_type: str
+    category: str
+    mask_path: Path | None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Any image file OpenCV decodes → H×W×3 uint8 RGB (grayscale is repeated to 3 channels)."""
+    bgr = _decode(path, cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file → H×W uint8, 255 where any colour channel is non-zero (3-channel masks too)."""
+    raw = _decode(path, cv2.IMREAD_UNCHANGED)
+    if raw.ndim == 3:
+        raw = raw[..., :3].max(axis=2)
+    return np.where(raw > 0, 255, 0).astype(np.uint8)
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read image {path}: {exc}") from exc
+    image = cv2.imdecode(data, flags) if data.size else None
+    if image is None:
+        raise ValueError(f"{path} is not a readable image (empty or corrupt); replace or remove the file")
+    return image
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_categories(root: Path) -> list[str]:
+    """Categories of an MVTec-layout root: the folders that hold ``train/good``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {root} does not exist; pass the folder that holds the categories"
+        )
+    found = sorted(d.name for d in root.iterdir() if (d / "train" / GOOD).is_dir())
+    if not found:
+        hint = (
+            " (it looks like a category folder: pass its parent)" if (root / "train" / GOOD).is_dir() else ""
+        )
+        raise FileNotFoundError(
+            f"no categories in {root}{hint}: expected the MVTec layout <root>/<category>/train/good/*.png"
+        )
+    return found
+
+
+class _Entries(Dataset):
+    """A dataset over a list of ``Entry`` values, read and transformed on access."""
+
+    def __init__(self, entries: list[Entry], transform: ImageTransform, *, good_masks: bool) -> None:
+        self.entries = entries
+        self.transform = transform
+        self.good_masks = good_masks  # give good images an all-False mask (test split)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def category_of(self, index: int) -> str:
+        return self.entries[index].category
+
+    def __getitem__(self, index: int) -> Sample:
+        entry = self.entries[index]
+        rgb = read_rgb(entry.path)
+        image = self.transform.image(rgb)
+        mask = None
+        if entry.mask_path is not None:
+            mask = self.transform.mask(_matching_mask(entry, rgb.shape[:2]))
+        elif entry.label == 0 and self.good_masks:
+            mask = torch.zeros(image.shape[-2:], dtype=torch.bool)
+        return Sample(
+            image=image,
+            mask=mask,
+            label=entry.label,
+            defect_type=entry.defect_type,
+            category=entry.category,
+            path=str(entry.path),
+        )
+
+
+def _matching_mask(entry: Entry, image_hw: tuple[int, int]) -> np.ndarray:
+    raw = read_mask(entry.mask_path)
+    if raw.shape != tuple(image_hw):
+        raise ValueError(
+            f"mask {entry.mask_path} is {raw.shape[1]}x{raw.shape[0]} but image {entry.path} is "
+            f"{image_hw[1]}x{image_hw[0]}; masks must match their image size"
+        )
+    return raw
+
+
+class MvtecDataset(_Entries):
+    """One category of an MVTec-layout folder. Test samples of good images carry an all-False mask."""
+
+    def __init__(
+        self,
+        root: Path,
+        category: str,
+        split: Split,
+        transform: ImageTransform,
+        *,
+        require_masks: bool = True,
+    ) -> None:
+        folder = Path(root) / category
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        entries = _train_entries(folder, category) if split == "train" else _test_entries(folder, category)
+        if split == "test" and require_masks:
+            _check_masks(entries)
+        super().__init__(entries, transform, good_masks=split == "test")
+        self.category = category
+        self.split = split
+
+
+def _train_entries(folder: Path, category: str) -> list[Entry]:
+    good = folder / "train" / GOOD
+    files = _layout_files(good, folder)
+    return [Entry(p, 0, GOOD, category, None) for p in files]
+
+
+def _test_entries(folder: Path, category: str) -> list[Entry]:
+    test = folder / "test"
+    if not test.is_dir():
+        raise FileNotFoundError(
+            f"{test} does not exist: expected the MVTec layout {folder}/test/<good | defect type>/*.png"
+        )
+    entries = []
+    for kind in sorted(d for d in test.iterdir() if d.is_dir()):
+        label = 0 if kind.name == GOOD else 1
+        for path in image_files(kind):
+            mask = None if label == 0 else _find_mask(folder / "ground_truth" / kind.name, path.stem)
+            entries.append(Entry(path, label, kind.name, category, mask))
+    if not entries:
+        raise FileNotFoundError(f"no test images under {test}: expected {test}/<good | defect type>/*.png")
+    return entries
+
+
+def _layout_files(images: Path, category_folder: Path) -> list[Path]:
+    if not images.is_dir():
+        raise FileNotFoundError(
+            f"{images} does not exist: expected the MVTec layout {category_folder}/train/good/*.png "
+            "(check the dataset root and the category name)"
+        )
+    files = image_files(images)
+    if not files:
+        raise FileNotFoundError(f"no images in {images} (accepted: {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _find_mask(gt_folder: Path, stem: str) -> Path | None:
+    for name in (f"{stem}_mask.png", f"{stem}.png"):
+        if (gt_folder / name).is_file():
+            return gt_folder / name
+    return None
+
+
+def _check_masks(entries: list[Entry]) -> None:
+    missing = [e.path for e in entries if e.label == 1 and e.mask_path is None]
+    if missing:
+        gt = missing[0].parents[2] / "ground_truth" / missing[0].parent.name
+        raise FileNotFoundError(
+            f"{len(missing)} defective test image(s) have no mask, e.g. {missing[0]} (looked for "
+            f"{gt / (missing[0].stem + '_mask.png')}); add the masks or pass require_masks=False"
+        )
+
+
+class FolderDataset(_Entries):
+    """A plain folder of good images (training), e.g. parts collected at the line."""
+
+    def __init__(self, folder: Path, transform: ImageTransform, *, category: str | None = None) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of good images")
+        files = image_files(folder)
+        if not files:
+            raise FileNotFoundError(f"no images in {folder} (accepted: {', '.join(IMAGE_SUFFIXES)})")
+        name = category or folder.name
+        super().__init__([Entry(p, 0, GOOD, name, None) for p in files], transform, good_masks=False)
+        self.category = name
+
+
+def category_of(dataset: Dataset, index: int) -> str:
+    """The category of one item without reading its pixels where the dataset allows it."""
+    if isinstance(dataset, ConcatDataset):
+        part = bisect.bisect_right(dataset.cumulative_sizes, index)
+        offset = index - (dataset.cumulative_sizes[part - 1] if part else 0)
+        return category_of(dataset.datasets[part], offset)
+    if hasattr(dataset, "category_of"):
+        return dataset.category_of(index)
+    return dataset[index].category
+
+
+def entries_of(dataset: Dataset) -> list[Entry]:
+    """Every ``Entry`` of one of our datasets (or a ConcatDataset of them)."""
+    if isinstance(dataset, ConcatDataset):
+        return [e for part in dataset.datasets for e in entries_of(part)]
+    return list(dataset.entries)
+
+
+def few_shot_subset(dataset: Dataset, k: int, seed: int = 1) -> list[int]:
+    """``k`` random indices per category (``random.sample``, one seeded stream, categories in order)."""
+    if k < 1:
+        raise ValueError(f"shots must be at least 1, got {k}")
+    by_category: dict[str, list[int]] = {}
+    for index in range(len(dataset)):
+        by_category.setdefault(category_of(dataset, index), []).append(index)
+    rng = random.Random(seed)
+    chosen = []
+    for category, indices in by_category.items():
+        if len(indices) < k:
+            raise ValueError(
+                f"category {category!r} has {len(indices)} training image(s), fewer than {k} shots; "
+                "use fewer shots or add images"
+            )
+        chosen.extend(sorted(rng.sample(indices, k)))
+    return chosen

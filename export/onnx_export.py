@@ -1,0 +1,153 @@
+"""Export a trained INP-Former to the self-describing ONNX artifact of contract 1 (DESIGN.md).
+
+The graph takes the device's uint8 NHWC RGB frame (already resized and centre-cropped to the model's
+input size) and does everything else itself: scaling, normalisation, the network, the anomaly map
+(INP_FORMER.md §8) and the top-1 % image score. No threshold lives in the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edge.model import contract
+from export.model.inp_former import INPFormer
+from export.model.loss import coherence_distance
+from export.model.postprocess import MapSettings, anomaly_map, image_score, token_map
+
+OPSET = 17  # onnxruntime 1.31 and TensorRT 10 both take it
+IR_VERSION = 8  # the IR version that goes with opset 17; onnxruntime 1.31 reads at most 13
+
+
+class ExportGraph(nn.Module):
+    """uint8 (1, H, W, 3) RGB → anomaly_map, pred_score, patch_features, inp_distance."""
+
+    def __init__(self, model: INPFormer, input_hw: tuple[int, int], settings: MapSettings) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.input_hw = input_hw
+        self.settings = settings
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        rec = self.model(x)
+        groups = (rec.encoder_groups, rec.decoder_groups)
+        smoothed = anomaly_map(*groups, rec.grid_hw, self.input_hw, self.settings)
+        score = image_score(smoothed, self.settings.top_ratio)
+        distance = coherence_distance(rec.fused, rec.inps)
+        inp_map = token_map(distance, rec.grid_hw, self.input_hw, self.settings)
+        return (
+            _to_input_size(smoothed, self.input_hw),
+            score,
+            rec.fused,
+            _to_input_size(inp_map, self.input_hw),
+        )
+
+
+def _to_input_size(maps: Tensor, input_hw: tuple[int, int]) -> Tensor:
+    if tuple(maps.shape[-2:]) == tuple(input_hw):
+        return maps
+    return F.interpolate(maps[:, None], size=input_hw, mode="bilinear", align_corners=False)[:, 0]
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """What the artifact says about itself (contract 1, metadata_props)."""
+
+    encoder: str
+    input_hw: tuple[int, int]
+    resize_px: int
+    crop_px: int
+    precision: str
+    model_id: str
+    training_data: dict
+    score_stats: dict
+    map_settings: MapSettings
+
+    def as_props(self) -> dict[str, str]:
+        return {
+            contract.META_SCHEMA_VERSION: contract.SCHEMA_VERSION,
+            contract.META_INPUT_SIZE: f"{self.input_hw[0]}x{self.input_hw[1]}",
+            contract.META_ENCODER: self.encoder,
+            contract.META_PRECISION: self.precision,
+            contract.META_MODEL_ID: self.model_id,
+            contract.META_TRAINING_DATA: json.dumps(self.training_data, sort_keys=True),
+            contract.META_SCORE_STATS: json.dumps(self.score_stats, sort_keys=True),
+            contract.META_PREPROCESS: json.dumps(
+                {
+                    "resize_px": self.resize_px,
+                    "crop_px": self.crop_px,
+                    "color": "RGB",
+                    "interpolation": "bilinear",
+                    "map_size_px": self.map_settings.map_size_px,
+                    "gaussian_sigma": self.map_settings.gaussian_sigma,
+                    "top_ratio": self.map_settings.top_ratio,
+                },
+                sort_keys=True,
+            ),
+        }
+
+
+def export_onnx(model: INPFormer, metadata: ExportMetadata, out_path: Path) -> Path:
+    """Trace the graph, set the IR version and metadata, check it, and write it atomically."""
+    import onnx
+
+    graph = ExportGraph(model, metadata.input_hw, metadata.map_settings)
+    dummy = torch.zeros((1, *metadata.input_hw, 3), dtype=torch.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        traced_path = Path(tmp) / "traced.onnx"
+        torch.onnx.export(
+            graph,
+            (dummy,),
+            str(traced_path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[contract.INPUT_IMAGE],
+            output_names=[
+                contract.OUTPUT_ANOMALY_MAP,
+                contract.OUTPUT_PRED_SCORE,
+                contract.OUTPUT_PATCH_FEATURES,
+                contract.OUTPUT_INP_DISTANCE,
+            ],
+            do_constant_folding=True,
+        )
+        proto = onnx.load(str(traced_path))
+    finish_artifact(proto, metadata.as_props())
+    return save_model_atomic(proto, out_path)
+
+
+def finish_artifact(proto, props: dict[str, str]) -> None:
+    """Set the IR version and metadata_props, then run the ONNX checker (raises on a broken graph)."""
+    import onnx
+
+    proto.ir_version = IR_VERSION
+    del proto.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "inp-edge export"
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def save_model_atomic(proto, out_path: Path) -> Path:
+    """Write an ONNX model so a crash mid-write leaves the old file or the new one, never half of one."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(proto.SerializeToString())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out_path

@@ -1,0 +1,369 @@
+"""Training loop of the INP-Former head on a frozen encoder (INP_FORMER.md §7).
+
+The encoder is frozen and the recipes have no random augmentation (few-shot uses 22 *fixed*
+views), so the encoder's features are computed once and cached in memory: every epoch then costs
+only the head. Data order is a seeded permutation per epoch, so a run resumed from any step of a
+checkpoint follows the same batches and the same per-iteration schedule as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from export import checkpoint as ckpt
+from export.data import ImageTransform
+from export.features import FeatureCache, LiveEncoding, TrainingSource, load_training_images
+from export.model.base import EncoderSpec, FrozenEncoder
+from export.model.inp_former import INPFormer
+from export.model.loss import inp_former_loss
+from export.optim import StableAdamW, set_lr, warm_cosine_lr
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.json"
+# Fields that define the run; a resumed run must agree on them (the rest may change).
+RUN_FIELDS = (
+    "categories", "encoder", "random_encoder_weights", "layout", "mode", "shots", "epochs", "batch_size",
+    "lr", "final_lr", "warmup_steps", "weight_decay", "grad_clip", "seed", "cache_dtype", "num_inps",
+    "mlp_ratio", "coherence_weight", "gamma",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_root: Path  # MVTec-layout root, or a plain folder of good images (layout "folder")
+    categories: tuple[str, ...] = ()  # several = one multi-class model; () = every category found
+    encoder: str = "efficientnet_lite0"
+    encoder_weights: Path | None = None
+    random_encoder_weights: bool = False  # smoke tests only: an encoder with seeded random weights
+    layout: Literal["mvtec", "folder"] = "mvtec"
+    mode: Literal["full", "few-shot"] = "full"
+    shots: int = 4  # few-shot: images per category (1, 2 or 4 in the paper), each expanded to 22 views
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    final_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    seed: int = 1
+    cache_features: bool = True
+    cache_dtype: Literal["float32", "float16"] = "float32"
+    num_inps: int = 6
+    mlp_ratio: float = 4.0
+    coherence_weight: float = 0.2
+    gamma: float = 3.0
+    out_dir: Path = Path("runs/train")
+    resize_px: int | None = None  # None = the encoder's default
+    crop_px: int | None = None
+    max_minutes: float | None = None  # stop (and save) once this much wall time has passed
+    stop_after_epochs: int | None = None  # stop (and save) after this epoch; the schedule is unchanged
+    checkpoint_every_epochs: int = 10
+    resume_from: Path | None = None
+    num_threads: int | None = None  # None = every CPU this process may use
+    encode_batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint_path: Path
+    log_path: Path
+    steps: int
+    total_steps: int
+    epochs_done: float
+    final_loss: float
+    seconds: float
+    stop_reason: str  # "completed" | "max_minutes" | "stop_after_epochs"
+    notes: tuple[str, ...]
+
+
+def resolve_transform(spec: EncoderSpec, resize_px: int | None, crop_px: int | None) -> ImageTransform:
+    """Encoder defaults, or the given crop with the encoder's resize/crop ratio kept."""
+    crop = crop_px or spec.input_size_px
+    if resize_px is None:
+        resize_px = (
+            spec.resize_px
+            if crop == spec.input_size_px
+            else round(crop * spec.resize_px / spec.input_size_px)
+        )
+    return ImageTransform(resize_px=resize_px, crop_px=crop)
+
+
+def steps_per_epoch(num_items: int, batch_size: int) -> int:
+    """drop_last batches; a set smaller than one batch is used whole, as one batch."""
+    return max(1, num_items // batch_size)
+
+
+def epoch_order(num_items: int, *, seed: int, epoch: int) -> list[int]:
+    """The seeded shuffle of one epoch (independent of every other epoch, so resumable)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_items, generator=generator).tolist()
+
+
+def batch_at(order: list[int], batch: int, batch_size: int) -> list[int]:
+    if len(order) < batch_size:
+        return order
+    return order[batch * batch_size : (batch + 1) * batch_size]
+
+
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """The warm-up must end before the last step; a too-short run warms up for half of it."""
+    return warmup_steps if warmup_steps < total_steps else total_steps // 2
+
+
+def config_mismatches(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    now = _config_json(config)
+    return [
+        f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}"
+        for key in RUN_FIELDS
+        if saved.get(key) != now[key]
+    ]
+
+
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    for key, value in out.items():
+        if isinstance(value, Path):
+            out[key] = str(value)
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+    return out
+
+
+class _Run:
+    """One training run's mutable state: model, optimizer, step, loss history."""
+
+    def __init__(self, config: TrainConfig, encoder: FrozenEncoder, source: TrainingSource) -> None:
+        self.config = config
+        self.source = source
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.model = INPFormer(encoder, num_inps=config.num_inps, mlp_ratio=config.mlp_ratio)
+        self.params = self.model.trainable_parameters()
+        self.optimizer = StableAdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.steps_per_epoch = steps_per_epoch(len(source), config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.warmup_steps = effective_warmup(config.warmup_steps, self.total_steps)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        return warm_cosine_lr(
+            step,
+            base_lr=c.lr,
+            final_lr=c.final_lr,
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+        )
+
+    def train_step(self, indices: list[int]) -> tuple[float, float, float, float]:
+        lr = self.lr_at(self.step)
+        set_lr(self.optimizer, lr)
+        terms = inp_former_loss(
+            self.source.reconstruct(self.model, indices),
+            coherence_weight=self.config.coherence_weight,
+            gamma=self.config.gamma,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return terms.total.item(), terms.soft_mining.item(), terms.coherence.item(), lr
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_trainable_state_dict(payload["trainable_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        self.step = int(payload["step"])
+        self.history = list(payload.get("loss_history", []))
+        rng = payload.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "python" in rng:
+            random.setstate(rng["python"])
+
+
+def train(config: TrainConfig, *, progress: bool = True, encoder: FrozenEncoder | None = None) -> TrainResult:
+    """Train (or resume) and write ``checkpoint.pt`` and ``train_log.json`` into ``config.out_dir``.
+
+    ``encoder`` replaces the one ``config.encoder`` names (custom or test encoders); pass the same
+    encoder to ``export.checkpoint.load_model``.
+    """
+    started = time.monotonic()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))
+    try:
+        return _train(config, progress=progress, encoder=encoder, started=started)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    config: TrainConfig, *, progress: bool, encoder: FrozenEncoder | None, started: float
+) -> TrainResult:
+    record = _encoder_record(config, encoder)
+    if encoder is None:
+        encoder = ckpt.build_encoder_from_record(
+            record, weights=config.encoder_weights, input_size_px=config.crop_px
+        )
+    transform = resolve_transform(encoder.spec, config.resize_px, config.crop_px)
+    images, summary, notes = load_training_images(config, transform)
+    source = _make_source(config, encoder, images, progress=progress)
+    run = _Run(config, encoder, source)
+    notes = list(notes)
+    if len(source) < config.batch_size:
+        notes.append(
+            f"{len(source)} training items < batch size {config.batch_size}: each step uses the whole set"
+        )
+    if run.warmup_steps != config.warmup_steps:
+        notes.append(f"warm-up shortened to {run.warmup_steps} steps: the run has only {run.total_steps}")
+    if config.resume_from is not None:
+        _resume(run, config, summary)
+    context = {"encoder": record, "transform": dataclasses.asdict(transform), "training_data": summary}
+    reason = _loop(run, context, progress=progress, started=started)
+    path = _save(run, context)
+    seconds = time.monotonic() - started
+    log_path = _write_log(run, context, reason=reason, seconds=seconds, notes=notes)
+    final = run.history[-1]["loss"] if run.history else float("nan")
+    return TrainResult(
+        checkpoint_path=path,
+        log_path=log_path,
+        steps=run.step,
+        total_steps=run.total_steps,
+        epochs_done=run.step / run.steps_per_epoch,
+        final_loss=final,
+        seconds=seconds,
+        stop_reason=reason,
+        notes=tuple(notes),
+    )
+
+
+def _encoder_record(config: TrainConfig, encoder: FrozenEncoder | None) -> dict[str, Any]:
+    if encoder is not None:
+        return {"name": encoder.spec.name, "weights_file": None, "random_weights": False, "init_seed": None}
+    weights = config.encoder_weights
+    return {
+        "name": config.encoder,
+        "weights_file": Path(weights).name if weights is not None else None,
+        "random_weights": config.random_encoder_weights,
+        "init_seed": config.seed,
+    }
+
+
+def _make_source(
+    config: TrainConfig, encoder: FrozenEncoder, images: Any, *, progress: bool
+) -> TrainingSource:
+    if not config.cache_features:
+        return LiveEncoding(images)
+    dtype = torch.float16 if config.cache_dtype == "float16" else torch.float32
+    return FeatureCache.build(
+        encoder, images, batch_size=config.encode_batch_size, dtype=dtype, progress=progress
+    )
+
+
+def _resume(run: _Run, config: TrainConfig, summary: dict[str, Any]) -> None:
+    payload = ckpt.read_checkpoint(config.resume_from)
+    problems = config_mismatches(payload.get("train_config", {}), config)
+    saved_data = payload.get("training_data", {}).get("fingerprint")
+    if saved_data != summary["fingerprint"]:
+        problems.append("training images differ from the checkpoint's (fingerprint of the file list)")
+    if problems:
+        raise ValueError(
+            f"cannot resume from {config.resume_from}: " + "; ".join(problems) + ". Use the settings and "
+            "images the checkpoint was trained with (its train_config), or start a new run"
+        )
+    run.restore(payload)
+
+
+def _loop(run: _Run, context: dict[str, Any], *, progress: bool, started: float) -> str:
+    config = run.config
+    bar = tqdm(total=run.total_steps, initial=run.step, disable=not progress, desc="train", unit="step")
+    try:
+        while run.step < run.total_steps:
+            epoch, first_batch = divmod(run.step, run.steps_per_epoch)
+            order = epoch_order(len(run.source), seed=config.seed, epoch=epoch)
+            sums = [0.0, 0.0, 0.0]
+            for batch in range(first_batch, run.steps_per_epoch):
+                loss, soft, coherence, lr = run.train_step(batch_at(order, batch, config.batch_size))
+                sums = [sums[0] + loss, sums[1] + soft, sums[2] + coherence]
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+                    _record(run, epoch, sums, batch + 1 - first_batch, lr, started)
+                    return "max_minutes"
+            _record(run, epoch, sums, run.steps_per_epoch - first_batch, lr, started)
+            done = epoch + 1
+            if config.stop_after_epochs is not None and done >= config.stop_after_epochs:
+                return "stop_after_epochs"
+            if config.checkpoint_every_epochs > 0 and done % config.checkpoint_every_epochs == 0:
+                _save(run, context)
+    finally:
+        bar.close()
+    return "completed"
+
+
+def _record(run: _Run, epoch: int, sums: list[float], count: int, lr: float, started: float) -> None:
+    run.history.append(
+        {
+            "epoch": epoch + 1,
+            "step": run.step,
+            "loss": sums[0] / count,
+            "soft_mining": sums[1] / count,
+            "coherence": sums[2] / count,
+            "lr": lr,
+            "partial": run.step % run.steps_per_epoch != 0,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+def _save(run: _Run, context: dict[str, Any]) -> Path:
+    config = run.config
+    payload = {
+        **context,
+        "head": {"num_inps": config.num_inps, "mlp_ratio": config.mlp_ratio},
+        "encoder_spec": dataclasses.asdict(run.model.encoder.spec),
+        "trainable_state": run.model.trainable_state_dict(),
+        "optimizer_state": run.optimizer.state_dict(),
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "train_config": _config_json(config),
+        "loss_history": run.history,
+        "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return ckpt.save_checkpoint(Path(config.out_dir) / CHECKPOINT_NAME, payload)
+
+
+def _write_log(run: _Run, context: dict[str, Any], *, reason: str, seconds: float, notes: list[str]) -> Path:
+    log = {
+        "train_config": _config_json(run.config),
+        **context,
+        "steps": run.step,
+        "total_steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch,
+        "warmup_steps": run.warmup_steps,
+        "stop_reason": reason,
+        "seconds": round(seconds, 3),
+        "torch_threads": torch.get_num_threads(),
+        "source": run.source.describe(),
+        "notes": notes,
+        "loss_history": run.history,
+        "checkpoint": str(Path(run.config.out_dir) / CHECKPOINT_NAME),
+    }
+    path = Path(run.config.out_dir) / LOG_NAME
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(log, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
