@@ -142,7 +142,7 @@ def _unless_missing(compute: Callable[[], Any], notes: list[str]) -> Any:
     try:
         return compute()
     except MissingDependencyError as exc:
-        notes.append(str(exc).replace("\n", ";"))
+        notes.append(f"{exc.message} (fix: {exc.fix})")
         return None
 
 
@@ -192,7 +192,7 @@ def write_json_atomic(path: str | Path, document: dict[str, Any]) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         tmp_path = Path(tmp_name)
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, default=str)
+            json.dump(document, stream, indent=2, ensure_ascii=False, default=str)
             stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())
@@ -216,16 +216,16 @@ def format_table(result: BenchResult) -> str:
         f"sha256 {m['sha256'][:12]}",
         f"providers    {', '.join(result.providers_in_use)} (threads: {threads})",
         f"load         {result.load_s:.2f} s (session, contract check, warm-up)",
-        f"latency ms   p50 {lat.p50_ms:.2f}  p90 {lat.p90_ms:.2f}  p99 {lat.p99_ms:.2f}  "
-        f"mean {lat.mean_ms:.2f}  min {lat.min_ms:.2f}  max {lat.max_ms:.2f}",
+        f"latency ms   p50 {_ms(lat.p50_ms)}  p90 {_ms(lat.p90_ms)}  p99 {_ms(lat.p99_ms)}  "
+        f"mean {_ms(lat.mean_ms)}  min {_ms(lat.min_ms)}  max {_ms(lat.max_ms)}",
         f"             median of {result.repeats} repeats x {result.runs} runs; "
-        f"p50 per repeat {min(p50s):.2f} to {max(p50s):.2f}",
+        f"p50 per repeat {_ms(min(p50s))} to {_ms(max(p50s))}",
         f"throughput   {result.throughput_fps:.1f} images/s (one image at a time)",
     ]
     if eff.model_gflop is not None and eff.achieved_gflops is not None:
-        lines.append(
-            f"compute      {eff.model_gflop:.3f} GFLOP/image -> {eff.achieved_gflops:.1f} GFLOP/s at p50"
-        )
+        gflop = eff.model_gflop
+        per_image = f"{gflop:.3f} GFLOP" if gflop >= 0.1 else f"{gflop * 1e3:.3f} MFLOP"
+        lines.append(f"compute      {per_image}/image -> {eff.achieved_gflops:.1f} GFLOP/s at p50")
     if eff.peak is not None:
         peak = eff.peak
         fp16 = f", fp16 {peak.fp16_gflops:.0f} GFLOP/s" if peak.fp16_gflops is not None else ""
@@ -237,3 +237,7 @@ def format_table(result: BenchResult) -> str:
         lines.append(f"efficiency   {100 * eff.fraction_of_peak:.1f} % of the {eff.peak_kind} peak")
     lines.extend(f"note         {note}" for note in result.notes)
     return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"

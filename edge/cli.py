@@ -48,9 +48,10 @@ What is measured:
               their INT8 forms; elementwise ops not counted) divided by the p50 latency.
   peak        the best speed of one 2048x2048 matrix product with the same providers and threads:
               fp32 MatMul (GFLOP/s) and u8xs8 MatMulInteger (GOP/s); fp16 too for an fp16 model.
-  efficiency  compute / the peak for the model's precision. 30-70 % is typical for a transformer
-              on CPU; much less means the time goes to memory-bound ops, copies or a provider fallback
-              (check that providers in use are the ones you asked for).
+  efficiency  compute / the peak for the model's precision (int8: the u8xs8 peak). A model made of
+              large matrix products gets a good part of the peak; a low fraction means the time goes
+              to memory-bound ops (norms, softmax, resize), copies, or a provider fallback: check that
+              "providers" lists the ones you asked for.
 
 The table goes to stdout, the same numbers as JSON to --json (written atomically).
 Counting FLOPs and measuring the peak need the `onnx` package; without it those lines are skipped.
@@ -62,22 +63,36 @@ def _add_bench_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--providers",
         default="auto",
+        metavar="LIST",
         help="auto (TensorRT > CUDA > CPU, whichever this onnxruntime offers) or a comma list "
         "such as cuda,cpu (default: auto)",
     )
-    parser.add_argument("--runs", type=_count(1), default=100, help="timed runs per repeat (default: 100)")
-    parser.add_argument("--warmup", type=_count(0), default=10, help="untimed runs first (default: 10)")
-    parser.add_argument("--repeats", type=_count(1), default=3, help="blocks of --runs (default: 3)")
+    parser.add_argument(
+        "--runs", metavar="N", type=_count(1), default=100, help="timed runs per repeat (default: 100)"
+    )
+    parser.add_argument(
+        "--warmup", metavar="N", type=_count(0), default=10, help="untimed runs first (default: 10)"
+    )
+    parser.add_argument(
+        "--repeats", metavar="N", type=_count(1), default=3, help="blocks of --runs (default: 3)"
+    )
     parser.add_argument(
         "--threads",
+        metavar="N",
         type=_count(0),
         default=0,
         help="intra-op threads; 0 = onnxruntime's default (default: 0)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument(
+        "--json", metavar="PATH", type=Path, default=None, help="write the result as JSON here"
+    )
     parser.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak (saves seconds)")
-    parser.add_argument("--peak-size", type=_count(64), default=2048, help="peak matrix size (default: 2048)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="TensorRT engine cache directory")
+    parser.add_argument(
+        "--peak-size", metavar="N", type=_count(64), default=2048, help="peak matrix size (default: 2048)"
+    )
+    parser.add_argument(
+        "--cache-dir", metavar="DIR", type=Path, default=None, help="TensorRT engine cache directory"
+    )
 
 
 def _run_bench_model(args: argparse.Namespace) -> int:

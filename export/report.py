@@ -50,8 +50,8 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
     json_path = out_dir / f"{stem}.json"
     md_path = out_dir / f"{stem}.md"
     text = json.dumps(_finite_or_null(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _write_atomic(json_path, text)
-    _write_atomic(md_path, render_markdown(report))
+    write_text_atomic(json_path, text)
+    write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path
 
 
@@ -136,7 +136,7 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write text to path so that a crash leaves either the old file or the new one."""
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

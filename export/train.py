@@ -72,6 +72,11 @@ class TrainConfig:
     num_threads: int | None = None  # None = every CPU this process may use
     encode_batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -84,6 +89,29 @@ class TrainResult:
     seconds: float
     stop_reason: str  # "completed" | "max_minutes" | "stop_after_epochs"
     notes: tuple[str, ...]
+
+
+def config_problems(config: TrainConfig) -> list[str]:
+    """Every invalid setting, each with its allowed values."""
+    choices = {
+        "layout": ("mvtec", "folder"),
+        "mode": ("full", "few-shot"),
+        "cache_dtype": ("float32", "float16"),
+    }
+    problems = [
+        f"{key} is {getattr(config, key)!r}, allowed: {', '.join(allowed)}"
+        for key, allowed in choices.items()
+        if getattr(config, key) not in allowed
+    ]
+    for key in ("epochs", "batch_size", "shots", "num_inps", "encode_batch_size"):
+        if int(getattr(config, key)) < 1:
+            problems.append(f"{key} must be at least 1, got {getattr(config, key)}")
+    if not 0 <= config.final_lr <= config.lr or config.warmup_steps < 0:
+        problems.append(
+            f"need 0 <= final_lr <= lr and warmup_steps >= 0, got final_lr {config.final_lr}, "
+            f"lr {config.lr}, warmup_steps {config.warmup_steps}"
+        )
+    return problems
 
 
 def resolve_transform(spec: EncoderSpec, resize_px: int | None, crop_px: int | None) -> ImageTransform:
@@ -305,7 +333,11 @@ def _loop(run: _Run, context: dict[str, Any], *, progress: bool, started: float)
             done = epoch + 1
             if config.stop_after_epochs is not None and done >= config.stop_after_epochs:
                 return "stop_after_epochs"
-            if config.checkpoint_every_epochs > 0 and done % config.checkpoint_every_epochs == 0:
+            if (
+                config.checkpoint_every_epochs > 0
+                and done % config.checkpoint_every_epochs == 0
+                and run.step < run.total_steps
+            ):
                 _save(run, context)
     finally:
         bar.close()

@@ -20,7 +20,7 @@ from edge.model import contract as c
 
 SUPPORTED_SCHEMA_VERSIONS = (c.SCHEMA_VERSION,)
 PRECISIONS = ("fp32", "fp16", "int8")
-REEXPORT_FIX = "re-export the model with `inp-export export --checkpoint CHECKPOINT --output MODEL.onnx`"
+REEXPORT_FIX = "re-export the model with `inp-export export --checkpoint CHECKPOINT --out MODEL.onnx`"
 JSON_KEYS = (c.META_TRAINING_DATA, c.META_SCORE_STATS, c.META_PREPROCESS)
 FLOAT32 = "tensor(float)"
 UINT8 = "tensor(uint8)"

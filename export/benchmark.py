@@ -1,0 +1,125 @@
+"""Quality benchmark on the shared real image sets: train on this CPU, evaluate beside a kNN baseline.
+
+The plan trains one single-class model per set and one multi-class model over all three, then
+evaluates every model on each of its categories. Results: benchmark.json and benchmark.md in --out,
+with per-model training time, so the targets of the model-side issue can be read off one table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.evaluate import EvalSettings
+from export.jobs import command_line, evaluate_job, utc_now
+from export.report import write_text_atomic
+
+# (set folder, category) as laid out in ../shared/datasets (see SOURCES.md there)
+SETS = {"bottle": "mvtec_ad", "glass": "glass_ad", "cookie": "lookout_cookies"}
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    name: str
+    categories: tuple[str, ...]
+    epochs: int
+    max_minutes: float = 15.0
+
+
+PLAN = (
+    PlanEntry("bottle", ("bottle",), epochs=60),
+    PlanEntry("glass", ("glass",), epochs=200),
+    PlanEntry("cookie", ("cookie",), epochs=120),
+    PlanEntry("multi", ("bottle", "glass", "cookie"), epochs=50, max_minutes=25.0),
+)
+
+
+def link_categories(datasets: Path, data_dir: Path) -> Path:
+    """One MVTec-layout root holding every category, as symlinks (the images are never copied)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for category, folder in SETS.items():
+        source = (datasets / folder / category).resolve()
+        if not source.is_dir():
+            raise FileNotFoundError(
+                f"{source} not found: --datasets must point at the shared sets (mvtec_ad/, glass_ad/, lookout_cookies/)"
+            )
+        link = data_dir / category
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source, target_is_directory=True)
+    return data_dir
+
+
+def run_entry(entry: PlanEntry, data_root: Path, out: Path, epochs: int | None, progress: bool) -> dict:
+    from export.train import TrainConfig, train
+
+    config = TrainConfig(
+        data_root=data_root,
+        categories=entry.categories,
+        epochs=epochs or entry.epochs,
+        warmup_steps=20,
+        max_minutes=entry.max_minutes,
+        out_dir=out / entry.name,
+    )
+    result = train(config, progress=progress)
+    report, _, _ = evaluate_job(result.checkpoint_path, out / entry.name / "eval", settings=EvalSettings())
+    return {
+        "categories": report["categories"],
+        "mean": report["mean"],
+        "train": {
+            "minutes": round(result.seconds / 60, 2),
+            "steps": result.steps,
+            "epochs": round(result.epochs_done, 2),
+            "stop_reason": result.stop_reason,
+            "final_loss": result.final_loss,
+        },
+        "evaluate_s": report["timing_s"]["evaluate"],
+    }
+
+
+def run_benchmark(
+    datasets: Path,
+    out: Path,
+    *,
+    epochs: int | None = None,
+    only: list[str] | None = None,
+    progress: bool = True,
+) -> tuple[Path, Path]:
+    data_root = link_categories(Path(datasets), Path(out) / "data")
+    entries = [entry for entry in PLAN if not only or entry.name in only]
+    results = {entry.name: run_entry(entry, data_root, Path(out), epochs, progress) for entry in entries}
+    doc = {
+        "command": command_line(),
+        "created_utc": utc_now(),
+        "encoder": "efficientnet_lite0",
+        "models": results,
+    }
+    json_path = Path(out) / "benchmark.json"
+    md_path = Path(out) / "benchmark.md"
+    write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(md_path, render(doc))
+    return json_path, md_path
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def render(doc: dict) -> str:
+    lines = [
+        f"Benchmark ({doc['created_utc']}), encoder {doc['encoder']}: `{doc['command']}`",
+        "",
+        "| model | category | I-AUROC | P-AUROC | AUPRO | P-AP | kNN I-AUROC | kNN P-AUROC | kNN AUPRO | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, model in doc["models"].items():
+        for category, result in model["categories"].items():
+            ours, knn = result["inp_former"], result.get("knn") or {}
+            pixel, knn_pixel = ours.get("pixel") or {}, knn.get("pixel") or {}
+            lines.append(
+                f"| {name} | {category} | {_pct(ours['image']['auroc'])} | {_pct(pixel.get('auroc'))} | "
+                f"{_pct(pixel.get('aupro'))} | {_pct(pixel.get('ap'))} | {_pct(knn.get('image', {}).get('auroc'))} | "
+                f"{_pct(knn_pixel.get('auroc'))} | {_pct(knn_pixel.get('aupro'))} | {model['train']['minutes']} |"
+            )
+    return "\n".join(lines) + "\n"

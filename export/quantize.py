@@ -1,0 +1,165 @@
+"""FP16 and INT8 (static QDQ) variants of an exported artifact, behind an accuracy gate.
+
+The quantized model is built in a temporary folder, evaluated against the FP32 artifact on a labelled
+set, and written to its destination only when no image or pixel AUROC falls by more than the bound.
+Only the network is quantized: the in-graph pre-processing and the anomaly-map post-processing (cosine
+maps, resizes, Gaussian, top-k) stay in float, since they are cheap and precision-sensitive.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.model import contract
+
+PRECISIONS = ("int8", "fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+NETWORK_SCOPE = "/model/"  # node-name prefix of the traced INPFormer (ExportGraph.model)
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    precision: str = "int8"
+    calibration_method: str = "minmax"
+    per_channel: bool = True
+    calibration_count: int = 32
+    op_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
+    exclude_name_patterns: tuple[str, ...] = ()  # substrings of node names kept in float
+    max_drop_points: float = 0.5  # largest allowed AUROC drop, in percentage points
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method {self.calibration_method!r} is not one of {CALIBRATION_METHODS}"
+            )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    drops_points: dict[str, float] = field(default_factory=dict)  # metric → FP32 minus quantized, in points
+    max_drop_points: float = 0.5
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {drop:+.2f}" for name, drop in self.drops_points.items())
+        verdict = "within" if self.passed else "OVER"
+        return f"AUROC drop vs FP32 (points): {parts}; {verdict} the bound of {self.max_drop_points:.2f}"
+
+
+GATED_METRICS = (("image", "auroc"), ("pixel", "auroc"))
+
+
+def accuracy_gate(fp32: dict, quantized: dict, max_drop_points: float) -> GateResult:
+    """Pure: compare mean metrics; the drop of each gated metric must not exceed the bound."""
+    drops = {}
+    for level, name in GATED_METRICS:
+        if fp32.get(level) and quantized.get(level):
+            drops[f"{level}_{name}"] = 100.0 * (fp32[level][name] - quantized[level][name])
+    passed = all(drop <= max_drop_points for drop in drops.values())
+    return GateResult(passed=passed, drops_points=drops, max_drop_points=max_drop_points)
+
+
+def network_nodes(model_path: Path, settings: QuantizeSettings) -> list[str]:
+    """Names of the nodes to quantize: the network's matrix ops, minus the excluded patterns."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type in settings.op_types
+        and node.name.startswith(NETWORK_SCOPE)
+        and not any(pattern in node.name for pattern in settings.exclude_name_patterns)
+    ]
+
+
+class _FeedReader:
+    """onnxruntime's CalibrationDataReader protocol over an iterator of input feeds."""
+
+    def __init__(self, feeds: Iterator[dict]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
+
+    def rewind(self) -> None:  # pragma: no cover - only used by some calibrators
+        raise RuntimeError("calibration feeds cannot be rewound")
+
+
+def build_int8(fp32_path: Path, out_path: Path, feeds: Iterator[dict], settings: QuantizeSettings) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    quantize_static(
+        str(fp32_path),
+        str(out_path),
+        _FeedReader(feeds),
+        quant_format=QuantFormat.QDQ,
+        nodes_to_quantize=network_nodes(fp32_path, settings),
+        per_channel=settings.per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[settings.calibration_method],
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+
+
+def build_fp16(fp32_path: Path, out_path: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    onnx.save(model, str(out_path))
+
+
+def set_precision(model_path: Path, precision: str, out_path: Path) -> Path:
+    """Stamp the precision into the metadata and write the artifact atomically."""
+    import onnx
+
+    from export.onnx_export import IR_VERSION, save_model_atomic
+
+    model = onnx.load(str(model_path))
+    model.ir_version = min(model.ir_version, IR_VERSION) if model.ir_version else IR_VERSION
+    for entry in model.metadata_props:
+        if entry.key == contract.META_PRECISION:
+            entry.value = precision
+    onnx.checker.check_model(model)
+    return save_model_atomic(model, out_path)
+
+
+@dataclass(frozen=True)
+class QuantizeOutcome:
+    gate: GateResult
+    fp32_metrics: dict
+    quantized_metrics: dict
+    written: Path | None
+
+
+def quantize_artifact(
+    fp32_path: Path, out_path: Path, root: Path, categories: Sequence[str], settings: QuantizeSettings
+) -> QuantizeOutcome:
+    """Build, evaluate against FP32, gate, and write only on a pass."""
+    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact, open_cpu_session
+
+    transform = artifact_transform(open_cpu_session(fp32_path))
+    with tempfile.TemporaryDirectory(prefix="inp-quantize-") as tmp:
+        candidate = Path(tmp) / f"candidate-{settings.precision}.onnx"
+        if settings.precision == "int8":
+            feeds = calibration_feeds(root, categories, transform, settings.calibration_count)
+            build_int8(fp32_path, candidate, feeds, settings)
+        else:
+            build_fp16(fp32_path, candidate)
+        fp32_metrics = evaluate_artifact(fp32_path, root, categories)
+        quantized_metrics = evaluate_artifact(candidate, root, categories)
+        gate = accuracy_gate(fp32_metrics["mean"], quantized_metrics["mean"], settings.max_drop_points)
+        written = set_precision(candidate, settings.precision, out_path) if gate.passed else None
+    return QuantizeOutcome(gate, fp32_metrics, quantized_metrics, written)
