@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, add_arguments, run in SUBCOMMANDS:
-        doc = (run.__doc__ or help_text).strip()
+        doc = inspect.cleandoc(run.__doc__ or help_text)
         child = sub.add_parser(
             name, help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
         )
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["build_parser", "main", "dataclasses"]
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

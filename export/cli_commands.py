@@ -27,17 +27,7 @@ def train_config_from(args: argparse.Namespace):
     from export.train import TrainConfig
 
     allowed = {field.name for field in dataclasses.fields(TrainConfig)}
-    values: dict = {}
-    if args.config is not None:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(
-                f"{args.config}: expected a mapping of train options, got {type(loaded).__name__}"
-            )
-        unknown = sorted(set(loaded) - allowed)
-        if unknown:
-            raise ValueError(f"{args.config}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        values.update(loaded)
+    values: dict = {} if args.config is None else read_train_yaml(Path(args.config), allowed)
     values.update(
         {name: getattr(args, name) for name in TRAIN_FLAG_FIELDS if getattr(args, name) is not None}
     )
@@ -52,8 +42,28 @@ def train_config_from(args: argparse.Namespace):
     for key in ("data_root", "encoder_weights", "resume_from", "out_dir"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
-    values["categories"] = tuple(values.get("categories", ()))
+    categories = values.get("categories", ())
+    values["categories"] = (categories,) if isinstance(categories, str) else tuple(categories)
     return TrainConfig(**values)
+
+
+def read_train_yaml(path: Path, allowed: set[str]) -> dict:
+    """The train options of a YAML file: a mapping whose keys are TrainConfig field names."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist; check the --config path")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML; fix the syntax at the line shown:\n{exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of train options, got {type(loaded).__name__}")
+    unknown = sorted(str(key) for key in set(loaded) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {unknown}; allowed (TrainConfig fields): {', '.join(sorted(allowed))}"
+        )
+    return dict(loaded)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -156,7 +166,15 @@ def _artifact_dataset(
     from edge.model import contract
     from export.onnx_eval import open_cpu_session
 
-    meta = open_cpu_session(model).get_modelmeta().custom_metadata_map
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"no model at {model}; write one with `inp-export export` or fix the path")
+    try:
+        session = open_cpu_session(model)
+    except Exception as exc:  # onnxruntime raises its own types for foreign or truncated files
+        raise ValueError(
+            f"{model} is not a readable ONNX model ({type(exc).__name__}); re-export it with `inp-export export`"
+        ) from exc
+    meta = session.get_modelmeta().custom_metadata_map
     trained = json.loads(meta.get(contract.META_TRAINING_DATA, "{}"))
     root = data_root or (Path(trained["data_root"]) if "data_root" in trained else None)
     names = tuple(categories or trained.get("categories", ()))

@@ -142,6 +142,7 @@ def save_model_atomic(proto, out_path: Path) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; the device service must read the model
         with os.fdopen(fd, "wb") as handle:
             handle.write(proto.SerializeToString())
             handle.flush()
@@ -151,3 +152,10 @@ def save_model_atomic(proto, out_path: Path) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return out_path
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -28,6 +28,8 @@ class QuantizeSettings:
     calibration_count: int = 32
     op_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
     exclude_name_patterns: tuple[str, ...] = ()  # substrings of node names kept in float
+    weights_only_matmul: bool = False  # quantize only MatMuls with a constant (weight) operand
+    float_output_ops: tuple[str, ...] = ()  # op types whose outputs stay float (no requantization)
     max_drop_points: float = 0.5  # largest allowed AUROC drop, in percentage points
 
     def __post_init__(self) -> None:
@@ -52,6 +54,7 @@ class GateResult:
 
 
 GATED_METRICS = (("image", "auroc"), ("pixel", "auroc"))
+GATE_TOLERANCE_POINTS = 1e-9  # float rounding: a drop equal to the bound passes
 
 
 def accuracy_gate(fp32: dict, quantized: dict, max_drop_points: float) -> GateResult:
@@ -60,7 +63,7 @@ def accuracy_gate(fp32: dict, quantized: dict, max_drop_points: float) -> GateRe
     for level, name in GATED_METRICS:
         if fp32.get(level) and quantized.get(level):
             drops[f"{level}_{name}"] = 100.0 * (fp32[level][name] - quantized[level][name])
-    passed = all(drop <= max_drop_points for drop in drops.values())
+    passed = all(drop <= max_drop_points + GATE_TOLERANCE_POINTS for drop in drops.values())
     return GateResult(passed=passed, drops_points=drops, max_drop_points=max_drop_points)
 
 
@@ -99,26 +102,117 @@ def build_int8(fp32_path: Path, out_path: Path, feeds: Iterator[dict], settings:
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
+    nodes = network_nodes(fp32_path, settings)
+    if not nodes:  # onnxruntime reads an empty list as "quantize every node", post-processing included
+        raise ValueError(
+            f"{fp32_path}: no {'/'.join(settings.op_types)} node under {NETWORK_SCOPE!r} is left to quantize "
+            f"(keep-float patterns {list(settings.exclude_name_patterns)}); drop some --keep-float patterns"
+        )
     quantize_static(
         str(fp32_path),
         str(out_path),
         _FeedReader(feeds),
         quant_format=QuantFormat.QDQ,
-        nodes_to_quantize=network_nodes(fp32_path, settings),
+        nodes_to_quantize=nodes,
         per_channel=settings.per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=methods[settings.calibration_method],
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        extra_options={
+            "ActivationSymmetric": False,
+            "WeightSymmetric": True,
+            "MatMulConstBOnly": settings.weights_only_matmul,
+            "OpTypesToExcludeOutputQuantization": list(settings.float_output_ops),
+        },
     )
 
 
-def build_fp16(fp32_path: Path, out_path: Path) -> None:
+def build_fp16(fp32_path: Path, out_path: Path, settings: QuantizeSettings | None = None) -> None:
+    """FP16 weights and activations for the network's nodes; pre/post-processing stays float32.
+
+    onnxruntime's converter inserts a Cast at every float32/float16 boundary, once per consumer, and
+    appends them at the end of the node list; the duplicates are dropped and the graph re-sorted so
+    the result passes the ONNX checker (SSA, topological order).
+    """
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    fp32 = onnx.load(str(fp32_path))
+    keep_float = float_node_names(fp32.graph, settings or QuantizeSettings(precision="fp16"))
+    model = convert_float_to_float16(fp32, keep_io_types=True, node_block_list=keep_float)
+    _drop_duplicate_nodes(model.graph)
+    _skip_float16_round_trips(model.graph, set(keep_float))
+    OnnxModel.graph_topological_sort(model.graph, is_deterministic=True)
     onnx.save(model, str(out_path))
+
+
+def float_node_names(graph, settings: QuantizeSettings) -> list[str]:
+    """Nodes that stay float32 in an FP16 build: outside the network scope or matching an exclusion."""
+    return [
+        node.name
+        for node in graph.node
+        if not node.name.startswith(NETWORK_SCOPE)
+        or any(pattern in node.name for pattern in settings.exclude_name_patterns)
+    ]
+
+
+def _cast_to(node) -> int | None:
+    if node.op_type != "Cast":
+        return None
+    return next((attribute.i for attribute in node.attribute if attribute.name == "to"), None)
+
+
+def _skip_float16_round_trips(graph, float_nodes: set[str]) -> None:
+    """Wire float32 → float16 → float32 Cast pairs between two float32 nodes straight through.
+
+    The converter wraps each kept-float node in Casts on its own, so a tensor passed from one
+    float32 node to the next was rounded to float16 on the way; here it is passed as it was.
+    """
+    from onnx import TensorProto
+
+    made_by = {output: node for node in graph.node for output in node.output}
+    graph_outputs = {value.name for value in graph.output}
+    direct = {}
+    for node in graph.node:
+        first = made_by.get(node.input[0]) if _cast_to(node) == TensorProto.FLOAT else None
+        if first is None or _cast_to(first) != TensorProto.FLOAT16:
+            continue
+        source = made_by.get(first.input[0])
+        if source is None or source.name not in float_nodes:
+            continue
+        if node.output[0] in graph_outputs:  # keep the output's name: the Cast becomes an Identity
+            node.op_type, node.input[0] = "Identity", first.input[0]
+            del node.attribute[:]
+        else:
+            direct[node.output[0]] = first.input[0]
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            node.input[index] = direct.get(name, name)
+    _drop_unused_casts(graph)
+
+
+def _drop_unused_casts(graph) -> None:
+    while True:
+        used = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
+        unused = [node for node in graph.node if node.op_type == "Cast" and node.output[0] not in used]
+        if not unused:
+            return
+        for node in unused:
+            graph.node.remove(node)
+
+
+def _drop_duplicate_nodes(graph) -> None:
+    """Remove byte-identical repeats of a node (same inputs, outputs, attributes)."""
+    seen: set[bytes] = set()
+    unique = []
+    for node in graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            unique.append(node)
+    del graph.node[:]
+    graph.node.extend(unique)
 
 
 def set_precision(model_path: Path, precision: str, out_path: Path) -> Path:
@@ -157,7 +251,7 @@ def quantize_artifact(
             feeds = calibration_feeds(root, categories, transform, settings.calibration_count)
             build_int8(fp32_path, candidate, feeds, settings)
         else:
-            build_fp16(fp32_path, candidate)
+            build_fp16(fp32_path, candidate, settings)
         fp32_metrics = evaluate_artifact(fp32_path, root, categories)
         quantized_metrics = evaluate_artifact(candidate, root, categories)
         gate = accuracy_gate(fp32_metrics["mean"], quantized_metrics["mean"], settings.max_drop_points)

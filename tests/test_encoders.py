@@ -333,3 +333,15 @@ def test_lite0_batch_norm_statistics_match_real_images_with_minus_one_to_one_sca
     )
     assert overall < BN_ERROR_BOUND and first < EARLY_BN_ERROR_BOUND
     assert overall_imagenet > 1.3 * overall and first_imagenet > 2.5 * first
+
+
+def test_efficientnet_slot_fusion_equals_the_generic_mean_of_taps() -> None:
+    from export.model.base import fuse_taps
+
+    encoder = build_encoder("efficientnet_lite0", input_size_px=64)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    fast = encoder(images)
+    generic = fuse_taps(encoder.taps(images), encoder.spec.groups, fast.grid_hw)
+    torch.testing.assert_close(fast.fused, generic.fused, rtol=1e-5, atol=1e-6)
+    for ours, reference in zip(fast.groups, generic.groups, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)

@@ -72,10 +72,23 @@ class FrozenEncoder(nn.Module):
         return super().train(False)
 
 
+def mean_of(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """Element-wise mean as a chain of adds (exports to Add/Mul, not Concat + ReduceMean)."""
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = total + tensor
+    return total * (1.0 / len(tensors))
+
+
+def unit_vectors(x: Tensor, *, dim: int = -1, eps: float = 1e-12) -> Tensor:
+    """``x / max(‖x‖, eps)`` along ``dim`` (same as F.normalize), written so ONNX needs no Expand."""
+    return x * torch.rsqrt((x * x).sum(dim=dim, keepdim=True).clamp_min(eps * eps))
+
+
 def fuse_taps(
     taps: list[Tensor], groups: tuple[tuple[int, ...], ...], grid_hw: tuple[int, int]
 ) -> EncodedFeatures:
     """Mean of all taps (F_Q) and mean of each group (INP_FORMER.md §2)."""
-    fused = torch.stack(taps, dim=1).mean(dim=1)
-    grouped = tuple(torch.stack([taps[i] for i in group], dim=1).mean(dim=1) for group in groups)
+    fused = mean_of(taps)
+    grouped = tuple(mean_of([taps[i] for i in group]) for group in groups)
     return EncodedFeatures(fused=fused, groups=grouped, grid_hw=grid_hw)

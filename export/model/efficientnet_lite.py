@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from export.model.base import EncoderSpec, FrozenEncoder
+from export.model.base import EncodedFeatures, EncoderSpec, FrozenEncoder
 
 BN_EPS = 1e-3  # TensorFlow's EfficientNet batch-norm epsilon
 STEM_CHANNELS = 32
@@ -97,8 +97,14 @@ class MBConvBlock(nn.Module):
             self._expand_conv = nn.Conv2d(in_channels, hidden, 1, bias=False)
             self._bn0 = nn.BatchNorm2d(hidden, eps=BN_EPS)
         k = layout.kernel_size
-        self.pad = nn.ZeroPad2d(same_padding(k, stride) if tf_same else symmetric_padding(k))
-        self._depthwise_conv = nn.Conv2d(hidden, hidden, k, stride=stride, groups=hidden, bias=False)
+        pads = same_padding(k, stride) if tf_same else symmetric_padding(k)
+        # Symmetric padding goes into the convolution itself (no separate Pad op in the exported
+        # graph, which a quantized graph cannot fuse); only TF's asymmetric stride-2 case keeps one.
+        symmetric = len(set(pads)) == 1
+        self.pad = nn.Identity() if symmetric else nn.ZeroPad2d(pads)
+        self._depthwise_conv = nn.Conv2d(
+            hidden, hidden, k, stride=stride, groups=hidden, bias=False, padding=pads[0] if symmetric else 0
+        )
         self._bn1 = nn.BatchNorm2d(hidden, eps=BN_EPS)
         self._project_conv = nn.Conv2d(hidden, out_channels, 1, bias=False)
         self._bn2 = nn.BatchNorm2d(out_channels, eps=BN_EPS)
@@ -172,6 +178,41 @@ class EfficientNetLiteEncoder(FrozenEncoder):
             place_in_slot(outputs[slot.block], slot, self.spec.embed_dim, grid_hw)
             for slot in self.variant.tap_slots
         ]
+
+    def forward(self, images: Tensor) -> EncodedFeatures:
+        """Same values as ``fuse_taps(self.taps(images))``, computed per channel slot: a tap is zero
+        outside its slot, so a mean of taps is, slot by slot, the mean of that slot's taps (summed
+        before the ×2 upsampling, which is linear). Far fewer ops than padding every tap to C."""
+        with torch.no_grad():
+            check_input_size(images, self.variant.input_multiple_px)
+            outputs = self.block_outputs(images)
+            grid_hw = self.grid_hw(images.shape[-2], images.shape[-1])
+            all_taps = tuple(range(len(self.variant.tap_slots)))
+            fused = self.slot_mean(outputs, all_taps, grid_hw)
+            groups = tuple(self.slot_mean(outputs, group, grid_hw) for group in self.spec.groups)
+        return EncodedFeatures(fused=fused, groups=groups, grid_hw=grid_hw)
+
+    def slot_mean(
+        self, outputs: list[Tensor], tap_indices: tuple[int, ...], grid_hw: tuple[int, int]
+    ) -> Tensor:
+        """Mean of the given taps as B×N×C tokens, built slot by slot."""
+        slots = self.variant.tap_slots
+        parts = []
+        for offset in sorted({slot.channel_offset for slot in slots}):
+            members = [slots[i] for i in tap_indices if slots[i].channel_offset == offset]
+            if not members:
+                like = next(slot for slot in slots if slot.channel_offset == offset)
+                batch = outputs[0].shape[0]
+                parts.append(outputs[0].new_zeros((batch, like.channels, *grid_hw)))
+                continue
+            summed = outputs[members[0].block] * members[0].scale
+            for slot in members[1:]:
+                summed = summed + outputs[slot.block] * slot.scale
+            if tuple(summed.shape[-2:]) != grid_hw:
+                summed = F.interpolate(summed, size=grid_hw, mode="bilinear", align_corners=False)
+            parts.append(summed)
+        mean = torch.cat(parts, dim=1) * (1.0 / len(tap_indices))
+        return mean.flatten(2).transpose(1, 2)
 
 
 def check_input_size(images: Tensor, multiple_px: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from export.model.base import EncodedFeatures, FrozenEncoder, Reconstruction
+from export.model.base import EncodedFeatures, FrozenEncoder, Reconstruction, mean_of
 from export.model.layers import AggregationBlock, Mlp, PrototypeAttention, PrototypeBlock
 
 ENCODER_PREFIX = "encoder."
@@ -75,9 +75,7 @@ class INPFormer(nn.Module):
             )
         inps = self.extract_inps(features.fused)
         outputs = self.decode(features.fused, inps)[::-1]  # last decoder layer ↔ shallowest group
-        decoder_groups = tuple(
-            torch.stack([outputs[i] for i in group], dim=1).mean(dim=1) for group in self.groups
-        )
+        decoder_groups = tuple(mean_of([outputs[i] for i in group]) for group in self.groups)
         return Reconstruction(
             encoder_groups=tuple(g.detach() for g in features.groups),
             decoder_groups=decoder_groups,

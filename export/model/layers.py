@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from export.model.base import unit_vectors
+
 BLOCK_NORM_EPS = 1e-8  # LayerNorm eps of the new blocks (the encoder uses 1e-6)
 
 
@@ -93,9 +95,9 @@ class PrototypeAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def _weights_and_values(self, x: Tensor, inps: Tensor) -> tuple[Tensor, Tensor]:
-        q = F.normalize(_split_heads(self.q(x), self.num_heads), dim=-1)
+        q = unit_vectors(_split_heads(self.q(x), self.num_heads))
         k, v = (_split_heads(t, self.num_heads) for t in self.kv(inps).chunk(2, dim=-1))
-        attn = F.relu(q @ F.normalize(k, dim=-1).transpose(-2, -1) * self.scale)
+        attn = F.relu(q @ unit_vectors(k).transpose(-2, -1) * self.scale)
         return attn, v
 
     def attention_weights(self, x: Tensor, inps: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from export.model.base import Reconstruction
+from export.model.base import Reconstruction, unit_vectors
 
 COS_EPS = 1e-8
 
@@ -21,8 +21,8 @@ def coherence_distance(fused: Tensor, inps: Tensor) -> Tensor:
 
     Also the zero-shot anomaly map (INP_FORMER.md §7, zero-shot).
     """
-    tokens = F.normalize(fused, dim=-1, eps=COS_EPS)
-    prototypes = F.normalize(inps, dim=-1, eps=COS_EPS)
+    tokens = unit_vectors(fused, eps=COS_EPS)
+    prototypes = unit_vectors(inps, eps=COS_EPS)
     cosine = tokens @ prototypes.transpose(-2, -1)  # B×N×M
     return (1.0 - cosine).min(dim=-1).values
 

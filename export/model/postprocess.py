@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from export.model.base import unit_vectors
+
 
 @dataclass(frozen=True)
 class MapSettings:
@@ -62,7 +64,7 @@ def group_distance_maps(
             f"got {len(encoder_groups)} and {len(decoder_groups)}"
         )
     distances = [
-        1.0 - (F.normalize(enc, dim=-1) * F.normalize(dec, dim=-1)).sum(dim=-1)
+        1.0 - (unit_vectors(enc) * unit_vectors(dec)).sum(dim=-1)
         for enc, dec in zip(encoder_groups, decoder_groups, strict=True)
     ]
     return _tokens_to_grid(torch.stack(distances, dim=1), grid_hw)

@@ -1,0 +1,188 @@
+"""FP16 / INT8 artifacts and the accuracy gate that decides whether one is written.
+
+The models are the tiny trained washer model of ``test_artifact.py`` and its variants (built once
+per session); the gate itself is a pure function, tested with a table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edge.model import contract as c
+from edge.model.session import SessionSettings, open_session
+from export import cli
+from export.quantize import (
+    NETWORK_SCOPE,
+    QuantizeSettings,
+    accuracy_gate,
+    build_int8,
+    network_nodes,
+    quantize_artifact,
+    set_precision,
+)
+from tests.test_artifact import CATEGORY, TinyArtifact, build_tiny_artifact, build_variant
+
+CPU_ONLY = SessionSettings(providers=("cpu",), intra_op_threads=1, warmup_runs=1)
+MATRIX_OPS = ("Conv", "MatMul", "Gemm")
+GATE_EXIT_STATUS = 3
+
+
+def metrics(image_auroc: float, pixel_auroc: float | None = None) -> dict:
+    doc = {"image": {"auroc": image_auroc, "ap": 0.5}}
+    if pixel_auroc is not None:
+        doc["pixel"] = {"auroc": pixel_auroc, "ap": 0.5}
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("fp32", "quantized", "bound", "passed", "drops"),
+    [
+        (metrics(0.99, 0.98), metrics(0.99, 0.98), 0.0, True, {"image_auroc": 0.0, "pixel_auroc": 0.0}),
+        (metrics(0.99, 0.98), metrics(0.987, 0.978), 0.5, True, {"image_auroc": 0.3, "pixel_auroc": 0.2}),
+        (metrics(0.99, 0.98), metrics(0.99, 0.97), 0.5, False, {"image_auroc": 0.0, "pixel_auroc": 1.0}),
+        (metrics(0.99, 0.98), metrics(0.98, 0.98), 0.5, False, {"image_auroc": 1.0, "pixel_auroc": 0.0}),
+        (metrics(0.99, 0.98), metrics(0.995, 0.99), 0.0, True, {"image_auroc": -0.5, "pixel_auroc": -1.0}),
+        (metrics(0.99), metrics(0.985), 0.5, True, {"image_auroc": 0.5}),
+        (metrics(0.99, 0.98), metrics(0.99, 0.979), 0.1, True, {"image_auroc": 0.0, "pixel_auroc": 0.1}),
+        (metrics(0.99), metrics(0.98), 0.5, False, {"image_auroc": 1.0}),
+        (metrics(0.99, 0.98), metrics(0.99), 0.5, True, {"image_auroc": 0.0}),
+    ],
+    ids=[
+        "equal-at-zero-bound",
+        "small-drop-within",
+        "pixel-drop-over",
+        "image-drop-over",
+        "improvement-passes-zero-bound",
+        "no-pixel-level-within",
+        "drop-equal-to-bound-passes",
+        "no-pixel-level-over",
+        "pixel-missing-in-quantized-only",
+    ],
+)
+def test_accuracy_gate_compares_auroc_drops_in_points(fp32, quantized, bound, passed, drops) -> None:
+    gate = accuracy_gate(fp32, quantized, bound)
+    assert gate.passed is passed
+    assert gate.drops_points.keys() == drops.keys()
+    for name, drop in drops.items():
+        assert gate.drops_points[name] == pytest.approx(drop, abs=1e-9)
+    assert ("OVER" in gate.describe()) is not passed
+
+
+@pytest.mark.parametrize(("field", "value"), [("precision", "int4"), ("calibration_method", "kl")])
+def test_quantize_settings_reject_unknown_choice_naming_it(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=value):
+        QuantizeSettings(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyArtifact:
+    return build_tiny_artifact(tmp_path_factory)
+
+
+def producers(graph) -> dict[str, str]:
+    """tensor name → op type of the node that writes it."""
+    return {output: node.op_type for node in graph.node for output in node.output}
+
+
+def test_network_nodes_are_matrix_ops_under_the_network_scope(tiny: TinyArtifact) -> None:
+    names = network_nodes(tiny.onnx_path, QuantizeSettings())
+    ops = {node.name: node.op_type for node in onnx.load(str(tiny.onnx_path)).graph.node}
+    assert names and all(name.startswith(NETWORK_SCOPE) and ops[name] in MATRIX_OPS for name in names)
+    post = [name for name, op in ops.items() if op in MATRIX_OPS and not name.startswith(NETWORK_SCOPE)]
+    assert post, "the post-processing (Gaussian Conv) should exist outside the network scope"
+    kept = network_nodes(tiny.onnx_path, QuantizeSettings(exclude_name_patterns=("/model/encoder/",)))
+    assert kept and set(kept) < set(names)
+    assert not any("/model/encoder/" in name for name in kept)
+
+
+def test_int8_with_every_network_node_kept_float_is_an_error(tiny: TinyArtifact, tmp_path: Path) -> None:
+    out = tmp_path / "model-int8.onnx"
+    settings = QuantizeSettings(exclude_name_patterns=(NETWORK_SCOPE,))
+    with pytest.raises(ValueError, match="keep-float"):
+        build_int8(tiny.onnx_path, out, iter(()), settings)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_int8_quantizes_only_network_matrix_ops(tiny: TinyArtifact, tmp_path_factory) -> None:
+    graph = onnx.load(str(build_variant(tiny, "int8", tmp_path_factory))).graph
+    made_by = producers(graph)
+
+    def reads_dequantized(node) -> bool:
+        return any(made_by.get(name) == "DequantizeLinear" for name in node.input)
+
+    matrix = [node for node in graph.node if node.op_type in MATRIX_OPS]
+    inside = [node for node in matrix if node.name.startswith(NETWORK_SCOPE)]
+    outside = [node for node in matrix if not node.name.startswith(NETWORK_SCOPE)]
+    assert inside and all(reads_dequantized(node) for node in inside)
+    assert outside and not any(reads_dequantized(node) for node in outside)
+
+
+def cast_target(node) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def test_fp16_keeps_pre_and_post_processing_in_float32(tiny: TinyArtifact, tmp_path_factory) -> None:
+    graph = onnx.load(str(build_variant(tiny, "fp16", tmp_path_factory))).graph
+    made_by = {output: node for node in graph.node for output in node.output}
+    float16_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    readers = {node.name for node in graph.node if float16_weights.intersection(node.input)}
+    assert readers and all(name.startswith(NETWORK_SCOPE) for name in readers)
+    round_trips = [
+        node.name
+        for node in graph.node
+        if cast_target(node) == onnx.TensorProto.FLOAT
+        and node.input[0] in made_by
+        and cast_target(made_by[node.input[0]]) == onnx.TensorProto.FLOAT16
+    ]
+    assert round_trips == [], "a float32 tensor between two float32 nodes was rounded to float16"
+    gaussians = [n for n in graph.node if n.op_type == "Conv" and not n.name.startswith(NETWORK_SCOPE)]
+    kernels = [made_by[node.input[1]] for node in gaussians]
+    assert kernels and all(k.op_type == "Constant" and k.attribute[0].t.data_type == 1 for k in kernels)
+
+
+def test_set_precision_stamps_metadata_and_keeps_the_rest(tiny: TinyArtifact, tmp_path: Path) -> None:
+    out = set_precision(tiny.onnx_path, "fp16", tmp_path / "stamped.onnx")
+    before = {e.key: e.value for e in onnx.load(str(tiny.onnx_path)).metadata_props}
+    after = {e.key: e.value for e in onnx.load(str(out)).metadata_props}
+    assert after == {**before, c.META_PRECISION: "fp16"}
+
+
+def test_generous_bound_writes_the_quantized_artifact(tiny: TinyArtifact, tmp_path: Path) -> None:
+    out = tmp_path / "model-fp16.onnx"
+    settings = QuantizeSettings(precision="fp16", max_drop_points=100.0)
+    outcome = quantize_artifact(tiny.onnx_path, out, tiny.data_root, [CATEGORY], settings)
+    assert outcome.gate.passed and outcome.written == out and out.is_file()
+    assert set(outcome.gate.drops_points) == {"image_auroc", "pixel_auroc"}
+    assert open_session(out, CPU_ONLY).info.precision == "fp16"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left beside it
+
+
+@pytest.mark.slow
+def test_gate_refuses_int8_that_loses_auroc_and_writes_nothing(tiny: TinyArtifact, tmp_path: Path) -> None:
+    out = tmp_path / "model-int8.onnx"
+    settings = QuantizeSettings(precision="int8", calibration_count=8, max_drop_points=0.0)
+    outcome = quantize_artifact(tiny.onnx_path, out, tiny.data_root, [CATEGORY], settings)
+    assert outcome.fp32_metrics["mean"] != outcome.quantized_metrics["mean"]
+    assert max(outcome.gate.drops_points.values()) > 0.0
+    assert not outcome.gate.passed
+    assert outcome.written is None
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_quantize_refused_by_gate_exits_3_and_writes_nothing(
+    tiny: TinyArtifact, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, report = tmp_path / "model-int8.onnx", tmp_path / "report.json"
+    argv = ["quantize", "--model", str(tiny.onnx_path), "--precision", "int8", "--out", str(out)]
+    argv += ["--data-root", str(tiny.data_root), "--category", CATEGORY, "--calibration-images", "8"]
+    argv += ["--max-drop", "0", "--report", str(report)]
+    assert cli.main(argv) == GATE_EXIT_STATUS
+    assert not out.exists()
+    assert json.loads(report.read_text())["written"] is None
+    assert "refused" in capsys.readouterr().out
