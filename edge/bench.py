@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, astuple, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import write_text_atomic
 from edge.errors import ConfigError, MissingDependencyError
 from edge.model.flops import FlopCount, count_flops
 from edge.model.session import SessionSettings, open_session, run_model
@@ -186,20 +186,10 @@ def result_dict(result: BenchResult) -> dict[str, Any]:
 def write_json_atomic(path: str | Path, document: dict[str, Any]) -> None:
     """Write to a temp file beside ``path``, fsync, rename over it: readers see old or new, never half."""
     path = Path(path)
-    tmp_path: Path | None = None
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp_path = Path(tmp_name)
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, ensure_ascii=False, default=str)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_path, path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        if tmp_path is not None:
-            tmp_path.unlink(missing_ok=True)
         raise ConfigError(
             f"cannot write {path}: {exc.strerror}", fix="choose a writable path for --json"
         ) from None

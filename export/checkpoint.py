@@ -6,8 +6,6 @@ encoder and the file its weights came from, so ``load_model`` can rebuild the sa
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import torch
 
+from edge.atomic import atomic_writer
 from export.model.base import FrozenEncoder
 from export.model.inp_former import INPFormer
 
@@ -34,30 +33,10 @@ class LoadedModel:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: temp file, fsync, rename, fsync of the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_folder(path.parent)
-    return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform lets a folder be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Write ``payload`` to ``path`` atomically (a crash mid-write keeps the previous checkpoint)."""
+    with atomic_writer(path) as handle:
+        torch.save({"format": FORMAT, **payload}, handle)
+    return Path(path)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

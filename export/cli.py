@@ -122,6 +122,22 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
+def _speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/speed"), help="models and speed.json/.md")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="effl0-256, vits14-224, vitb14-392 (default: all three); repeat to pick several",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="trained EfficientNet-Lite0 checkpoint (default: untrained head)"
+    )
+    parser.add_argument("--runs", type=int, default=10, help="calls per timing block (default 10)")
+    parser.add_argument("--repeats", type=int, default=5, help="timing blocks per model variant (default 5)")
+    parser.add_argument("--quiet", action="store_true")
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="where everything is written")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs on the drawn parts")
@@ -138,6 +154,7 @@ SUBCOMMANDS = (
         _benchmark_arguments,
         commands.benchmark,
     ),
+    ("speed", "FP32 vs INT8 and pipeline vs bare-network latency", _speed_arguments, commands.speed),
     ("demo", "draw parts, train, evaluate, export, quantize, bench", _demo_arguments, commands.demo),
 )
 

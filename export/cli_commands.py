@@ -209,6 +209,29 @@ def benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def speed(args: argparse.Namespace) -> int:
+    """Time each model's FP32 artifact, INT8 artifact and bare network (encoder + INP head, no in-graph
+    pre/post-processing) interleaved in one run, with the machine's matrix-multiply peak measured in
+    the same run. Models: the EfficientNet-Lite0 INP-Former at 256 px, DINOv2-reg ViT-S/14 at 224 and
+    ViT-B/14 at 392 (random weights: speed only). Writes speed.json and speed.md."""
+    from edge.atomic import write_text_atomic
+    from export.speed import render_speed, run_speed
+
+    doc, json_path = run_speed(
+        args.out,
+        names=args.model,
+        checkpoint=args.checkpoint,
+        runs=args.runs,
+        repeats=args.repeats,
+        progress=not args.quiet,
+    )
+    table = render_speed(doc)
+    write_text_atomic(Path(args.out) / "speed.md", table)
+    print(table)
+    print(f"written: {json_path}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     """The embedded default: draw a small set of parts with defects, train an INP-Former on the good
     ones (EfficientNet-Lite0, offline), evaluate it beside a kNN baseline, export the ONNX artifact,

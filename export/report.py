@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from edge.atomic import write_text_atomic
 
 REQUIRED_KEYS = ("command", "created_utc", "model", "categories", "mean", "timing_s")
 IMAGE_COLUMNS = (("auroc", "I-AUROC"), ("ap", "I-AP"), ("f1_max", "I-F1max"))
@@ -134,22 +134,3 @@ def _finite_or_null(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite_or_null(item) for item in value]
     return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to path so that a crash leaves either the old file or the new one."""
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

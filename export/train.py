@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
+from edge.atomic import write_text_atomic
 from export import checkpoint as ckpt
 from export.data import ImageTransform
 from export.features import FeatureCache, LiveEncoding, TrainingSource, load_training_images
@@ -256,7 +257,7 @@ def _train(
     if run.warmup_steps != config.warmup_steps:
         notes.append(f"warm-up shortened to {run.warmup_steps} steps: the run has only {run.total_steps}")
     if config.resume_from is not None:
-        _resume(run, config, summary)
+        _resume(run, config, summary, transform)
     context = {"encoder": record, "transform": dataclasses.asdict(transform), "training_data": summary}
     reason = _loop(run, context, progress=progress, started=started)
     path = _save(run, context)
@@ -299,9 +300,13 @@ def _make_source(
     )
 
 
-def _resume(run: _Run, config: TrainConfig, summary: dict[str, Any]) -> None:
+def _resume(run: _Run, config: TrainConfig, summary: dict[str, Any], transform: ImageTransform) -> None:
     payload = ckpt.read_checkpoint(config.resume_from)
     problems = config_mismatches(payload.get("train_config", {}), config)
+    if payload.get("transform") != dataclasses.asdict(transform):
+        problems.append(
+            f"input transform {payload.get('transform')} differs from {dataclasses.asdict(transform)}"
+        )
     saved_data = payload.get("training_data", {}).get("fingerprint")
     if saved_data != summary["fingerprint"]:
         problems.append("training images differ from the checkpoint's (fingerprint of the file list)")
@@ -395,7 +400,4 @@ def _write_log(run: _Run, context: dict[str, Any], *, reason: str, seconds: floa
         "checkpoint": str(Path(run.config.out_dir) / CHECKPOINT_NAME),
     }
     path = Path(run.config.out_dir) / LOG_NAME
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(log, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(log, indent=2) + "\n")
