@@ -106,6 +106,12 @@ def _quantize_arguments(parser: argparse.ArgumentParser) -> None:
         help="node-name substring left in float",
     )
     parser.add_argument(
+        "--quantize-all",
+        action="store_true",
+        help="quantize every network node, the encoder included (default for EfficientNet-Lite0: its "
+        "encoder stays float, see docs/artifact.md)",
+    )
+    parser.add_argument(
         "--max-drop",
         type=float,
         default=0.5,

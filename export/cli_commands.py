@@ -139,7 +139,7 @@ def quantize(args: argparse.Namespace) -> int:
         calibration_method=args.calibration,
         per_channel=not args.per_tensor,
         calibration_count=args.calibration_images,
-        exclude_name_patterns=tuple(args.keep_float),
+        exclude_name_patterns=() if args.quantize_all else (tuple(args.keep_float) or None),
         max_drop_points=args.max_drop,
     )
     outcome = quantize_artifact(args.model, args.out, root, names, settings)

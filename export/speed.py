@@ -75,7 +75,7 @@ def export_bare(model: INPFormer, input_px: int, out_path: Path) -> Path:
 
 
 def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibration: list[np.ndarray]) -> dict:
-    from export.quantize import QuantizeSettings, build_int8
+    from export.quantize import QuantizeSettings, build_int8, resolve_keep_float
 
     metadata = ExportMetadata(
         encoder=spec.encoder,
@@ -93,7 +93,8 @@ def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibratio
     fp32 = export_onnx(model, metadata, folder / f"{spec.name}-fp32.onnx")
     bare = export_bare(model, spec.input_px, folder / f"{spec.name}-bare-fp32.onnx")
     int8 = folder / f"{spec.name}-int8.onnx"
-    build_int8(fp32, int8, iter([{"image": image} for image in calibration]), QuantizeSettings())
+    settings = resolve_keep_float(QuantizeSettings(), spec.encoder)
+    build_int8(fp32, int8, iter([{"image": image} for image in calibration]), settings)
     return {"fp32": fp32, "bare-fp32": bare, "int8": int8}
 
 

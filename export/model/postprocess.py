@@ -116,9 +116,13 @@ def _tokens_to_grid(tokens: Tensor, grid_hw: tuple[int, int]) -> Tensor:
 def _maps_to_image(maps: Tensor, input_hw: tuple[int, int], settings: MapSettings) -> Tensor:
     """B×G×h×w → B×S×S: align-corners upsampling, group mean, half-pixel resize, Gaussian."""
     size = settings.map_size_px
-    upsampled = F.interpolate(maps, size=tuple(input_hw), mode="bilinear", align_corners=True)
-    merged = upsampled.mean(dim=1, keepdim=True)
-    resized = F.interpolate(merged, size=(size, size), mode="bilinear", align_corners=False)
+    # Bilinear resizing is linear, so averaging the groups first and upsampling once is exact (and
+    # half the work of upsampling every group); a resize to the size it already has is skipped.
+    merged = maps.mean(dim=1, keepdim=True)
+    upsampled = F.interpolate(merged, size=tuple(input_hw), mode="bilinear", align_corners=True)
+    resized = upsampled
+    if tuple(input_hw) != (size, size):
+        resized = F.interpolate(upsampled, size=(size, size), mode="bilinear", align_corners=False)
     kernel = gaussian_kernel(settings.gaussian_ksize, settings.gaussian_sigma).to(resized)
     smoothed = F.conv2d(resized, kernel[None, None], padding=settings.gaussian_ksize // 2)
     return smoothed.squeeze(1)
