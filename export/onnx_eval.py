@@ -17,6 +17,7 @@ from torch import Tensor
 from edge.model import contract
 from export.data import ImageTransform, MvtecDataset
 from export.evaluate import ScoredSet, batches, masks_at_map_size, metrics_of
+from export.report import mean_result
 
 
 def open_cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
@@ -69,15 +70,7 @@ def evaluate_artifact(path: Path, root: Path, categories: Sequence[str]) -> dict
         name: metrics_of(score_with_artifact(session, MvtecDataset(root, name, "test", transform)))
         for name in categories
     }
-    return {"categories": results, "mean": _mean(results)}
-
-
-def _mean(results: dict[str, dict]) -> dict:
-    first = next(iter(results.values()))
-    return {
-        level: {key: float(np.mean([r[level][key] for r in results.values()])) for key in first[level]}
-        for level in first
-    }
+    return {"categories": results, "mean": mean_result({n: {"m": r} for n, r in results.items()}, "m")}
 
 
 def calibration_feeds(

@@ -20,7 +20,13 @@ from edge.atomic import write_bytes_atomic
 from edge.model import contract
 from export.model.inp_former import INPFormer
 from export.model.loss import coherence_distance
-from export.model.postprocess import MapSettings, anomaly_map, image_score, token_map
+from export.model.postprocess import (
+    MapSettings,
+    group_distance_maps,
+    image_score,
+    smooth_maps,
+    tokens_to_grid,
+)
 
 OPSET = 17  # onnxruntime 1.31 and TensorRT 10 both take it
 IR_VERSION = 8  # the IR version that goes with opset 17; onnxruntime 1.31 reads at most 13
@@ -36,18 +42,19 @@ class ExportGraph(nn.Module):
         self.settings = settings
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = image.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 255.0)
         rec = self.model(x)
-        groups = (rec.encoder_groups, rec.decoder_groups)
-        smoothed = anomaly_map(*groups, rec.grid_hw, self.input_hw, self.settings)
-        score = image_score(smoothed, self.settings.top_ratio)
-        distance = coherence_distance(rec.fused, rec.inps)
-        inp_map = token_map(distance, rec.grid_hw, self.input_hw, self.settings)
+        residual = group_distance_maps(rec.encoder_groups, rec.decoder_groups, rec.grid_hw)
+        coherence = tokens_to_grid(coherence_distance(rec.fused, rec.inps).unsqueeze(1), rec.grid_hw)
+        # Both maps in one pass: the same Resize and one depthwise Gaussian for the two channels.
+        grids = torch.cat([residual.mean(dim=1, keepdim=True), coherence], dim=1)
+        maps = smooth_maps(grids, self.input_hw, self.settings)
+        score = image_score(maps[:, 0], self.settings.top_ratio)
         return (
-            _to_input_size(smoothed, self.input_hw),
+            _to_input_size(maps[:, 0], self.input_hw),
             score,
             rec.fused,
-            _to_input_size(inp_map, self.input_hw),
+            _to_input_size(maps[:, 1], self.input_hw),
         )
 
 

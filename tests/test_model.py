@@ -289,3 +289,22 @@ def test_short_training_lowers_the_loss(model: INPFormer, images: Tensor) -> Non
         losses.append(terms.total.item())
     assert losses[-1] < 0.8 * losses[0], losses
     assert model.encoder.patch_embed.weight.grad is None
+
+
+def test_export_graph_maps_equal_the_evaluation_maps(model: INPFormer) -> None:
+    from export.model.loss import coherence_distance
+    from export.model.postprocess import MapSettings, anomaly_map, image_score, token_map
+    from export.onnx_export import ExportGraph
+
+    settings = MapSettings(map_size_px=32)
+    generator = torch.Generator().manual_seed(5)
+    frame = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    with torch.no_grad():
+        graph_map, graph_score, features, graph_inp = ExportGraph(model, (32, 32), settings)(frame)
+        rec = model(frame.permute(0, 3, 1, 2).float() / 255.0)
+        reference = anomaly_map(rec.encoder_groups, rec.decoder_groups, rec.grid_hw, (32, 32), settings)
+        inp_reference = token_map(coherence_distance(rec.fused, rec.inps), rec.grid_hw, (32, 32), settings)
+    torch.testing.assert_close(graph_map, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(graph_score, image_score(reference, settings.top_ratio), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(graph_inp, inp_reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(features, rec.fused)

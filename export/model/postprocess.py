@@ -114,15 +114,29 @@ def _tokens_to_grid(tokens: Tensor, grid_hw: tuple[int, int]) -> Tensor:
 
 
 def _maps_to_image(maps: Tensor, input_hw: tuple[int, int], settings: MapSettings) -> Tensor:
-    """B×G×h×w → B×S×S: align-corners upsampling, group mean, half-pixel resize, Gaussian."""
+    """B×G×h×w → B×S×S: group mean, align-corners upsampling, half-pixel resize, Gaussian."""
+    return smooth_maps(maps.mean(dim=1, keepdim=True), input_hw, settings).squeeze(1)
+
+
+def smooth_maps(grids: Tensor, input_hw: tuple[int, int], settings: MapSettings = MapSettings()) -> Tensor:
+    """B×K×h×w token-grid maps → B×K×S×S, each channel on its own (INP_FORMER.md §8 steps 2–5).
+
+    Align-corners bilinear upsampling to the input size, half-pixel resize to S (skipped when the
+    input already is S×S: it would be the identity), 5×5 Gaussian with zero padding. Several maps
+    go through one Resize and one depthwise convolution, which is how the export graph makes the
+    anomaly map and the zero-shot map together.
+    """
     size = settings.map_size_px
-    # Bilinear resizing is linear, so averaging the groups first and upsampling once is exact (and
-    # half the work of upsampling every group); a resize to the size it already has is skipped.
-    merged = maps.mean(dim=1, keepdim=True)
-    upsampled = F.interpolate(merged, size=tuple(input_hw), mode="bilinear", align_corners=True)
-    resized = upsampled
+    # (Averaging groups before this upsampling is exact: bilinear resizing is linear.)
+    resized = F.interpolate(grids, size=tuple(input_hw), mode="bilinear", align_corners=True)
     if tuple(input_hw) != (size, size):
-        resized = F.interpolate(upsampled, size=(size, size), mode="bilinear", align_corners=False)
+        resized = F.interpolate(resized, size=(size, size), mode="bilinear", align_corners=False)
+    channels = grids.shape[1]
     kernel = gaussian_kernel(settings.gaussian_ksize, settings.gaussian_sigma).to(resized)
-    smoothed = F.conv2d(resized, kernel[None, None], padding=settings.gaussian_ksize // 2)
-    return smoothed.squeeze(1)
+    weight = kernel[None, None].expand(channels, 1, -1, -1)
+    return F.conv2d(resized, weight, padding=settings.gaussian_ksize // 2, groups=channels)
+
+
+def tokens_to_grid(tokens: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+    """Public name of the B×G×N → B×G×h×w reshape (row-major tokens)."""
+    return _tokens_to_grid(tokens, grid_hw)
