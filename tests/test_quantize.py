@@ -16,12 +16,14 @@ from edge.model import contract as c
 from edge.model.session import SessionSettings, open_session
 from export import cli
 from export.quantize import (
+    DEFAULT_KEEP_FLOAT,
     NETWORK_SCOPE,
     QuantizeSettings,
     accuracy_gate,
     build_int8,
     network_nodes,
     quantize_artifact,
+    resolve_keep_float,
     set_precision,
 )
 from tests.test_artifact import CATEGORY, TinyArtifact, build_tiny_artifact, build_variant
@@ -196,3 +198,17 @@ def test_cli_quantize_refused_by_gate_exits_3_and_writes_nothing(
     assert not out.exists()
     assert json.loads(report.read_text())["written"] is None
     assert "refused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("encoder", "given", "expected"),
+    [
+        ("efficientnet_lite0", None, DEFAULT_KEEP_FLOAT["efficientnet_lite0"]),
+        ("dinov2_vits14_reg4", None, ()),
+        ("efficientnet_lite0", ("/model/decoder.0/",), ("/model/decoder.0/",)),
+        ("efficientnet_lite0", (), ()),  # --quantize-all
+    ],
+)
+def test_keep_float_default_comes_from_the_encoder_unless_given(encoder, given, expected) -> None:
+    settings = resolve_keep_float(QuantizeSettings(exclude_name_patterns=given), encoder)
+    assert settings.exclude_name_patterns == expected
