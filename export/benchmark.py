@@ -65,7 +65,9 @@ def run_entry(entry: PlanEntry, data_root: Path, out: Path, epochs: int | None, 
         out_dir=out / entry.name,
     )
     result = train(config, progress=progress)
-    report, _, _ = evaluate_job(result.checkpoint_path, out / entry.name / "eval", settings=EvalSettings())
+    report, _, _ = evaluate_job(
+        result.checkpoint_path, out / entry.name / "eval", settings=EvalSettings(progress=progress)
+    )
     return {
         "categories": report["categories"],
         "mean": report["mean"],

@@ -36,6 +36,7 @@ class EvalSettings:
     knn_baseline: bool = True
     knn_coreset_ratio: float = 0.1
     map_settings: MapSettings = MapSettings()
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,13 @@ def knn_maps(model: INPFormer, knn: KnnBaseline, images: Tensor, settings: EvalS
 def score_test_set(test: MvtecDataset, map_fn, settings: EvalSettings, label: str) -> ScoredSet:
     maps, scores, labels, masks = [], [], [], []
     size_px = settings.map_settings.map_size_px
-    for batch in tqdm(list(batches(test, settings.batch_size)), desc=label, unit="batch", leave=False):
+    for batch in tqdm(
+        list(batches(test, settings.batch_size)),
+        desc=label,
+        unit="batch",
+        leave=False,
+        disable=not settings.progress,
+    ):
         batch_maps = map_fn(stack_images(batch))
         maps.append(batch_maps.numpy())
         scores.append(image_score(batch_maps, settings.map_settings.top_ratio).numpy())
