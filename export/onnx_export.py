@@ -7,8 +7,11 @@ input size) and does everything else itself: scaling, normalisation, the network
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,24 +112,35 @@ def export_onnx(model: INPFormer, metadata: ExportMetadata, out_path: Path) -> P
     dummy = torch.zeros((1, *metadata.input_hw, 3), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         traced_path = Path(tmp) / "traced.onnx"
-        torch.onnx.export(
-            graph,
-            (dummy,),
-            str(traced_path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[contract.INPUT_IMAGE],
-            output_names=[
-                contract.OUTPUT_ANOMALY_MAP,
-                contract.OUTPUT_PRED_SCORE,
-                contract.OUTPUT_PATCH_FEATURES,
-                contract.OUTPUT_INP_DISTANCE,
-            ],
-            do_constant_folding=True,
-        )
+        with quiet_tracer():
+            torch.onnx.export(
+                graph,
+                (dummy,),
+                str(traced_path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[contract.INPUT_IMAGE],
+                output_names=[
+                    contract.OUTPUT_ANOMALY_MAP,
+                    contract.OUTPUT_PRED_SCORE,
+                    contract.OUTPUT_PATCH_FEATURES,
+                    contract.OUTPUT_INP_DISTANCE,
+                ],
+                do_constant_folding=True,
+            )
         proto = simplify(traced_path, Path(tmp) / "simplified.onnx")
     finish_artifact(proto, metadata.as_props())
     return save_model_atomic(proto, out_path)
+
+
+@contextlib.contextmanager
+def quiet_tracer() -> Iterator[None]:
+    """Silence the tracer's notes about Python-side shape checks: the graph is static on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        yield
 
 
 def simplify(traced_path: Path, out_path: Path):

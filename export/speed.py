@@ -24,7 +24,15 @@ from edge.atomic import write_text_atomic
 from export.model.encoders import build_encoder
 from export.model.inp_former import INPFormer
 from export.model.postprocess import MapSettings
-from export.onnx_export import IR_VERSION, OPSET, ExportMetadata, export_onnx, save_model_atomic, simplify
+from export.onnx_export import (
+    IR_VERSION,
+    OPSET,
+    ExportMetadata,
+    export_onnx,
+    quiet_tracer,
+    save_model_atomic,
+    simplify,
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ def export_bare(model: INPFormer, input_px: int, out_path: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         traced = Path(tmp) / "bare.onnx"
         dummy = torch.zeros((1, 3, input_px, input_px))
-        torch.onnx.export(BareNetwork(model), (dummy,), str(traced), dynamo=False, opset_version=OPSET)
+        with quiet_tracer():
+            torch.onnx.export(BareNetwork(model), (dummy,), str(traced), dynamo=False, opset_version=OPSET)
         proto = simplify(traced, Path(tmp) / "bare-simplified.onnx")
     proto.ir_version = IR_VERSION
     return save_model_atomic(proto, out_path)
