@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -143,7 +142,3 @@ def export_job(
         map_settings=map_settings,
     )
     return ExportOutcome(export_onnx(loaded.model, metadata, out_path), metadata)
-
-
-def print_json(doc: dict) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True))
