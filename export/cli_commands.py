@@ -82,6 +82,9 @@ def train(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         print(f"note: {note}")
+    if result.stop_reason == "interrupted":
+        print(f"interrupted: saved at step {result.steps}; continue with --resume {result.checkpoint_path}")
+        return 130
     return 0
 
 

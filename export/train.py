@@ -12,6 +12,9 @@ import dataclasses
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -197,34 +200,74 @@ def _resume(run: _Run, config: TrainConfig, summary: dict[str, Any], transform: 
     run.restore(payload)
 
 
+class StopRequest:
+    """Ctrl-C or SIGTERM while training: finish the step in flight, save, and stop ("interrupted").
+
+    Saving between steps keeps the checkpoint consistent, so ``--resume`` continues exactly where
+    it stopped. A second Ctrl-C stops at once (KeyboardInterrupt), keeping the last saved
+    checkpoint. Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nstopping after this step and saving a checkpoint (Ctrl-C again to stop now)", file=sys.stderr
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def _loop(run: _Run, context: dict[str, Any], *, progress: bool, started: float) -> str:
-    config = run.config
     bar = tqdm(total=run.total_steps, initial=run.step, disable=not progress, desc="train", unit="step")
-    try:
-        while run.step < run.total_steps:
-            epoch, first_batch = divmod(run.step, run.steps_per_epoch)
-            order = epoch_order(len(run.source), seed=config.seed, epoch=epoch)
-            sums = [0.0, 0.0, 0.0]
-            for batch in range(first_batch, run.steps_per_epoch):
-                loss, soft, coherence, lr = run.train_step(batch_at(order, batch, config.batch_size))
-                sums = [sums[0] + loss, sums[1] + soft, sums[2] + coherence]
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
-                    _record(run, epoch, sums, batch + 1 - first_batch, lr, started)
-                    return "max_minutes"
-            _record(run, epoch, sums, run.steps_per_epoch - first_batch, lr, started)
-            done = epoch + 1
-            if config.stop_after_epochs is not None and done >= config.stop_after_epochs:
-                return "stop_after_epochs"
-            if (
-                config.checkpoint_every_epochs > 0
-                and done % config.checkpoint_every_epochs == 0
-                and run.step < run.total_steps
-            ):
-                _save(run, context)
-    finally:
-        bar.close()
+    with StopRequest() as stop:
+        try:
+            return _epochs(run, context, bar, stop, started)
+        finally:
+            bar.close()
+
+
+def _epochs(run: _Run, context: dict[str, Any], bar: tqdm, stop: StopRequest, started: float) -> str:
+    config = run.config
+    while run.step < run.total_steps:
+        epoch, first_batch = divmod(run.step, run.steps_per_epoch)
+        order = epoch_order(len(run.source), seed=config.seed, epoch=epoch)
+        sums = [0.0, 0.0, 0.0]
+        for batch in range(first_batch, run.steps_per_epoch):
+            loss, soft, coherence, lr = run.train_step(batch_at(order, batch, config.batch_size))
+            sums = [sums[0] + loss, sums[1] + soft, sums[2] + coherence]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+                _record(run, epoch, sums, batch + 1 - first_batch, lr, started)
+                return "max_minutes"
+            if stop.requested:
+                _record(run, epoch, sums, batch + 1 - first_batch, lr, started)
+                return "interrupted"
+        _record(run, epoch, sums, run.steps_per_epoch - first_batch, lr, started)
+        done = epoch + 1
+        if config.stop_after_epochs is not None and done >= config.stop_after_epochs:
+            return "stop_after_epochs"
+        if (
+            config.checkpoint_every_epochs > 0
+            and done % config.checkpoint_every_epochs == 0
+            and run.step < run.total_steps
+        ):
+            _save(run, context)
     return "completed"
 
 

@@ -299,3 +299,38 @@ def test_several_categories_train_one_few_shot_model(parts: Path, tmp_path: Path
         "beta": 1,
     }
     assert summary["num_items"] == 44 and len(summary["files"]) == 2 and result.total_steps == 2
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(
+    parts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from export import train as train_module
+
+    whole = train(_config(parts, tmp_path / "whole"), progress=False, encoder=TinyEncoder())
+    real_step = train_module._Run.train_step
+    calls = {"n": 0}
+
+    def step_then_press_ctrl_c(self, indices):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the operator presses Ctrl-C during the fifth step
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, indices)
+
+    monkeypatch.setattr(train_module._Run, "train_step", step_then_press_ctrl_c)
+    stopped = train(_config(parts, tmp_path / "split"), progress=False, encoder=TinyEncoder())
+    monkeypatch.setattr(train_module._Run, "train_step", real_step)
+    assert (stopped.stop_reason, stopped.steps) == ("interrupted", 5)
+    assert read_checkpoint(stopped.checkpoint_path)["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    resumed = train(
+        _config(parts, tmp_path / "split", resume_from=stopped.checkpoint_path),
+        progress=False,
+        encoder=TinyEncoder(),
+    )
+    a, b = read_checkpoint(whole.checkpoint_path), read_checkpoint(resumed.checkpoint_path)
+    assert b["step"] == a["step"] == 12
+    for key, value in a["trainable_state"].items():
+        torch.testing.assert_close(b["trainable_state"][key], value, rtol=0, atol=1e-6)
