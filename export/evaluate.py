@@ -37,6 +37,9 @@ class EvalSettings:
     knn_coreset_ratio: float = 0.1
     map_settings: MapSettings = MapSettings()
     progress: bool = True
+    # Few-shot models: the kNN baseline's memory holds only these training files (paths relative to
+    # the data root, as the checkpoint records them), so both methods see the same good images.
+    knn_train_files: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,21 @@ def model_maps(model: INPFormer, images: Tensor, settings: EvalSettings) -> Tens
     return anomaly_map(rec.encoder_groups, rec.decoder_groups, rec.grid_hw, input_hw, settings.map_settings)
 
 
-def fit_knn(model: INPFormer, train: MvtecDataset, settings: EvalSettings) -> KnnBaseline:
+def knn_memory_images(
+    root: Path, category: str, transform: ImageTransform, settings: EvalSettings
+) -> MvtecDataset | list[Sample]:
+    """The category's good training images, or only the recorded few-shot files among them."""
+    train = MvtecDataset(root, category, "train", transform)
+    if settings.knn_train_files is None:
+        return train
+    wanted = set(settings.knn_train_files)
+    chosen = [i for i, e in enumerate(train.entries) if Path(e.path).relative_to(root).as_posix() in wanted]
+    if not chosen:
+        raise ValueError(f"none of the recorded few-shot files belong to {category!r} under {root}")
+    return [train[i] for i in chosen]
+
+
+def fit_knn(model: INPFormer, train: MvtecDataset | list[Sample], settings: EvalSettings) -> KnnBaseline:
     with torch.no_grad():
         tokens = [model.encoder(stack_images(b)).fused for b in batches(train, settings.batch_size)]
     return KnnBaseline(KnnSettings(coreset_ratio=settings.knn_coreset_ratio)).fit(torch.cat(tokens))
@@ -139,7 +156,7 @@ def evaluate_category(
     }
     if settings.knn_baseline:
         started = time.monotonic()
-        knn = fit_knn(model, MvtecDataset(root, category, "train", transform), settings)
+        knn = fit_knn(model, knn_memory_images(root, category, transform, settings), settings)
         knn_scored = score_test_set(
             test, lambda images: knn_maps(model, knn, images, settings), settings, f"{category} kNN"
         )

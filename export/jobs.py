@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,9 @@ def evaluate_job(
     settings = settings or EvalSettings()
     loaded = load_model(checkpoint, encoder_weights=encoder_weights)
     root, names = checkpoint_dataset(loaded.meta, data_root, categories)
+    shots = loaded.meta.get("training_data", {}).get("files")
+    if shots and settings.knn_train_files is None:
+        settings = replace(settings, knn_train_files=tuple(shots))
     started = time.monotonic()
     body = evaluate(loaded.model, root, names, transform_of(loaded.meta), settings)
     report = {
