@@ -171,21 +171,25 @@ def test_tiny_training_run_lowers_the_loss(parts: Path, tmp_path: Path) -> None:
     assert result.log_path.is_file() and result.final_loss == history[-1]
 
 
+def _resume_and_compare(parts: Path, tmp_path: Path, stopped: Path, whole: Path) -> tuple[dict, dict]:
+    """Resume the stopped run to the end; its weights must equal the uninterrupted run's."""
+    resumed = train(
+        _config(parts, tmp_path / "split", resume_from=stopped), progress=False, encoder=TinyEncoder()
+    )
+    a, b = read_checkpoint(whole), read_checkpoint(resumed.checkpoint_path)
+    assert b["step"] == a["step"] == 12
+    for key, value in a["trainable_state"].items():
+        torch.testing.assert_close(b["trainable_state"][key], value, rtol=0, atol=1e-6)
+    return a, b
+
+
 def test_resume_from_a_mid_checkpoint_matches_an_uninterrupted_run(parts: Path, tmp_path: Path) -> None:
     whole = train(_config(parts, tmp_path / "whole"), progress=False, encoder=TinyEncoder())
     half = train(
         _config(parts, tmp_path / "split", stop_after_epochs=2), progress=False, encoder=TinyEncoder()
     )
     assert (half.steps, half.stop_reason) == (6, "stop_after_epochs")
-    resumed = train(
-        _config(parts, tmp_path / "split", resume_from=half.checkpoint_path),
-        progress=False,
-        encoder=TinyEncoder(),
-    )
-    a, b = read_checkpoint(whole.checkpoint_path), read_checkpoint(resumed.checkpoint_path)
-    assert b["step"] == a["step"] == 12
-    for key, value in a["trainable_state"].items():
-        torch.testing.assert_close(b["trainable_state"][key], value, rtol=0, atol=1e-6)
+    a, b = _resume_and_compare(parts, tmp_path, half.checkpoint_path, whole.checkpoint_path)
     assert [e["loss"] for e in b["loss_history"]] == pytest.approx([e["loss"] for e in a["loss_history"]])
 
 
@@ -325,12 +329,4 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(
     assert read_checkpoint(stopped.checkpoint_path)["step"] == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
-    resumed = train(
-        _config(parts, tmp_path / "split", resume_from=stopped.checkpoint_path),
-        progress=False,
-        encoder=TinyEncoder(),
-    )
-    a, b = read_checkpoint(whole.checkpoint_path), read_checkpoint(resumed.checkpoint_path)
-    assert b["step"] == a["step"] == 12
-    for key, value in a["trainable_state"].items():
-        torch.testing.assert_close(b["trainable_state"][key], value, rtol=0, atol=1e-6)
+    _resume_and_compare(parts, tmp_path, stopped.checkpoint_path, whole.checkpoint_path)
