@@ -167,17 +167,9 @@ def _artifact_dataset(
     model: Path, data_root: Path | None, categories: list[str] | None
 ) -> tuple[Path, tuple]:
     from edge.model import contract
-    from export.onnx_eval import open_cpu_session
+    from edge.model.onnx_file import read_metadata_props
 
-    if not Path(model).is_file():
-        raise FileNotFoundError(f"no model at {model}; write one with `inp-export export` or fix the path")
-    try:
-        session = open_cpu_session(model)
-    except Exception as exc:  # onnxruntime raises its own types for foreign or truncated files
-        raise ValueError(
-            f"{model} is not a readable ONNX model ({type(exc).__name__}); re-export it with `inp-export export`"
-        ) from exc
-    meta = session.get_modelmeta().custom_metadata_map
+    meta = read_metadata_props(Path(model))  # a missing or non-ONNX file: ModelLoadError naming it
     trained = json.loads(meta.get(contract.META_TRAINING_DATA, "{}"))
     root = data_root or (Path(trained["data_root"]) if "data_root" in trained else None)
     names = tuple(categories or trained.get("categories", ()))

@@ -26,11 +26,10 @@ def open_cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def artifact_transform(session: ort.InferenceSession) -> ImageTransform:
-    """The resize / crop the artifact was trained with, from its metadata."""
-    meta = session.get_modelmeta().custom_metadata_map
+def artifact_transform(meta: dict[str, str]) -> ImageTransform:
+    """The resize / crop the artifact was trained with, from its metadata_props."""
     if contract.META_PREPROCESS not in meta:
-        raise KeyError(
+        raise ValueError(
             f"model metadata has no {contract.META_PREPROCESS!r}; re-export it with `inp-export export`"
         )
     preprocess = json.loads(meta[contract.META_PREPROCESS])
@@ -65,7 +64,7 @@ def score_with_artifact(session: ort.InferenceSession, dataset: MvtecDataset) ->
 def evaluate_artifact(path: Path, root: Path, categories: Sequence[str]) -> dict:
     """Image and pixel metrics of an artifact, per category and mean."""
     session = open_cpu_session(path)
-    transform = artifact_transform(session)
+    transform = artifact_transform(session.get_modelmeta().custom_metadata_map)
     results = {
         name: metrics_of(score_with_artifact(session, MvtecDataset(root, name, "test", transform)))
         for name in categories

@@ -284,11 +284,12 @@ def quantize_artifact(
     fp32_path: Path, out_path: Path, root: Path, categories: Sequence[str], settings: QuantizeSettings
 ) -> QuantizeOutcome:
     """Build, evaluate against FP32, gate, and write only on a pass."""
-    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact, open_cpu_session
+    from edge.model.onnx_file import read_metadata_props
+    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact
 
-    session = open_cpu_session(fp32_path)
-    transform = artifact_transform(session)
-    encoder = session.get_modelmeta().custom_metadata_map.get(contract.META_ENCODER, "")
+    meta = read_metadata_props(Path(fp32_path))
+    transform = artifact_transform(meta)
+    encoder = meta.get(contract.META_ENCODER, "")
     settings = resolve_keep_float(settings, encoder)
     with tempfile.TemporaryDirectory(prefix="inp-quantize-") as tmp:
         candidate = Path(tmp) / f"candidate-{settings.precision}.onnx"
