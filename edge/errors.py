@@ -43,3 +43,11 @@ class ModelRunError(InpEdgeError):
 
 class MissingDependencyError(InpEdgeError):
     """An optional package that this feature needs is not installed."""
+
+
+class SourceError(InpEdgeError):
+    """A frame source (camera, replay folder, video) cannot be opened or stopped delivering."""
+
+
+class PublishError(InpEdgeError):
+    """A ZeroMQ endpoint cannot be bound or connected, or its keys cannot be read."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import MissingDependencyError
-from edge.model.session import CPU, CUDA, TENSORRT, resolve_providers
+from edge.model.session import CPU, CUDA, TENSORRT, SessionSettings, create_session, resolve_providers
 
 PEAK_IR_VERSION, PEAK_OPSET = 10, 17
 
@@ -95,11 +95,8 @@ def _matmul_model(size: int, kind: str) -> bytes:
 def _best_run_s(
     model: bytes, a: np.ndarray, providers: list[str], runs: int, threads: int
 ) -> tuple[float, tuple[str, ...]]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    settings = SessionSettings(providers=tuple(providers), intra_op_threads=threads, warmup_runs=0)
+    session = create_session(model, settings)
     run = _runner(session, a, on_gpu=session.get_providers()[0] == CUDA)
     run()  # warm-up: allocation, weight pre-packing
     best_s = float("inf")

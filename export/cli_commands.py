@@ -125,8 +125,7 @@ def export(args: argparse.Namespace) -> int:
     )
     stats = outcome.metadata.score_stats
     print(f"written: {outcome.path} (model id {outcome.metadata.model_id})")
-    if stats.get("n"):
-        print(f"training good scores: n={stats['n']} mean={stats['mean']:.4f} p99={stats['p99']:.4f}")
+    print(f"training good scores: n={stats.n} mean={stats.mean:.4f} p99={stats.p99:.4f}")
     return 0
 
 

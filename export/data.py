@@ -1,8 +1,8 @@
 """Datasets for training and evaluation: MVTec-layout folders, plain folders, few-shot sampling.
 
 Images are read with OpenCV (BGR → RGB, grayscale → 3 channels) and turned into 3×H×W float RGB
-in [0, 1] by ``ImageTransform``: a square resize (aspect ratio not kept, antialiased bilinear like
-PIL's) followed by a centre crop (INP_FORMER.md §1). Masks get a nearest resize, the same crop,
+in [0, 1] by ``ImageTransform``: a square resize (aspect ratio not kept) followed by a centre crop
+(INP_FORMER.md §1), both done by ``edge.model.preprocess.resize_and_crop``, the device's own code. Masks get a nearest resize, the same crop,
 and are binarised at 0.5.
 
 MVTec layout::
@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
+
+from edge.model.preprocess import crop_offset, resize_and_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GOOD = "good"
@@ -57,12 +59,9 @@ class ImageTransform:
             )
 
     def image(self, rgb_u8: np.ndarray) -> Tensor:
-        """H×W×3 uint8 RGB → 3×crop×crop float32 in [0, 1] (rounded to 8-bit levels, as PIL does)."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb_u8)).permute(2, 0, 1).unsqueeze(0).float()
-        size = (self.resize_px, self.resize_px)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x = x.round().clamp(0, 255) / 255.0
-        return self._crop(x[0])
+        """H×W×3 uint8 RGB → 3×crop×crop float32 in [0, 1], through THE device pre-processing."""
+        pixels = resize_and_crop(rgb_u8, self.resize_px, self.crop_px)
+        return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
 
     def mask(self, mask_u8: np.ndarray) -> Tensor:
         """H×W (0 = background) → crop×crop bool."""
@@ -71,7 +70,7 @@ class ImageTransform:
         return self._crop(x[0, 0]) > 0.5
 
     def _crop(self, x: Tensor) -> Tensor:
-        top = int(round((self.resize_px - self.crop_px) / 2.0))
+        top = crop_offset(self.resize_px, self.crop_px)
         return x[..., top : top + self.crop_px, top : top + self.crop_px]
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.model.contract import ModelMetadata, ScoreStats, TrainingData
 from export.checkpoint import load_model
 from export.data import FolderDataset, ImageTransform, MvtecDataset
 from export.evaluate import EvalSettings, evaluate
 from export.model.postprocess import MapSettings
 from export.onnx_eval import to_uint8_nhwc
-from export.onnx_export import ExportGraph, ExportMetadata, export_onnx
+from export.onnx_export import ExportGraph, export_onnx, preprocess_record
 from export.report import write_report
 
 
@@ -79,18 +80,41 @@ def evaluate_job(
     return report, json_path, md_path
 
 
-def score_statistics(scores: np.ndarray) -> dict:
+IN_SAMPLE = "training good images (in-sample: expect held-out good parts to score a little higher)"
+
+
+def score_statistics(scores: np.ndarray, source: str = IN_SAMPLE) -> ScoreStats:
     """Raw-score statistics of good parts: the starting point for thresholds on the device."""
-    quantiles = {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 95, 99)}
-    return {
-        "n": int(scores.size),
-        "mean": float(scores.mean()),
-        "std": float(scores.std()),
-        "min": float(scores.min()),
-        "max": float(scores.max()),
-        **quantiles,
-        "source": "training good images (in-sample: expect held-out good parts to score a little higher)",
-    }
+    p50, p90, p95, p99 = (float(np.percentile(scores, q)) for q in (50, 90, 95, 99))
+    return ScoreStats(
+        n=int(scores.size),
+        mean=float(scores.mean()),
+        std=float(scores.std()),
+        min=float(scores.min()),
+        max=float(scores.max()),
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        source=source,
+    )
+
+
+def training_record(summary: dict) -> TrainingData:
+    """The checkpoint's training summary as contract 1's typed record."""
+    return TrainingData(
+        layout=summary["layout"],
+        data_root=summary["data_root"],
+        categories=tuple(summary["categories"]),
+        images_per_category=dict(summary["images_per_category"]),
+        num_images=int(summary["num_images"]),
+        mode=summary["mode"],
+        shots=summary.get("shots"),
+        views_per_image=int(summary.get("views_per_image", 1)),
+        num_items=int(summary.get("num_items", summary["num_images"])),
+        files=tuple(summary["files"]) if summary.get("files") else None,
+        fingerprint=summary.get("fingerprint", ""),
+    )
 
 
 @torch.no_grad()
@@ -113,7 +137,7 @@ def good_training_sets(meta: dict, root: Path, names: tuple, transform: ImageTra
 @dataclass(frozen=True)
 class ExportOutcome:
     path: Path
-    metadata: ExportMetadata
+    metadata: ModelMetadata
 
 
 def export_job(
@@ -133,15 +157,13 @@ def export_job(
     graph = ExportGraph(loaded.model, input_hw, map_settings).eval()
     scores = training_scores(graph, good_training_sets(meta, root, names, transform))
     encoder = meta["encoder"]["name"]
-    metadata = ExportMetadata(
-        encoder=encoder,
+    metadata = ModelMetadata(
         input_hw=input_hw,
-        resize_px=transform.resize_px,
-        crop_px=transform.crop_px,
+        encoder=encoder,
         precision="fp32",
         model_id=model_id or f"{'+'.join(names)}-{encoder}-{time.strftime('%Y%m%d')}",
-        training_data=meta.get("training_data", {}),
+        preprocess=preprocess_record(transform.resize_px, map_settings),
         score_stats=score_statistics(scores),
-        map_settings=map_settings,
+        training_data=training_record(meta["training_data"]),
     )
     return ExportOutcome(export_onnx(loaded.model, metadata, out_path), metadata)

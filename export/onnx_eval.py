@@ -6,34 +6,29 @@ uint8 RGB at the artifact's input size, and its own anomaly map and score are wh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from torch import Tensor
 
 from edge.model import contract
+from edge.model.contract import ModelMetadata
+from edge.model.session import LoadedModel, SessionSettings, open_session, run_model
 from export.data import ImageTransform, MvtecDataset
 from export.evaluate import ScoredSet, batches, masks_at_map_size, metrics_of
 from export.report import mean_result
 
 
-def open_cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def open_artifact(path: Path, threads: int = 0) -> LoadedModel:
+    """Open a contract artifact on the CPU through edge's session code (refuses a broken one)."""
+    settings = SessionSettings(providers=("cpu",), intra_op_threads=threads, warmup_runs=1)
+    return open_session(path, settings)
 
 
-def artifact_transform(meta: dict[str, str]) -> ImageTransform:
-    """The resize / crop the artifact was trained with, from its metadata_props."""
-    if contract.META_PREPROCESS not in meta:
-        raise ValueError(
-            f"model metadata has no {contract.META_PREPROCESS!r}; re-export it with `inp-export export`"
-        )
-    preprocess = json.loads(meta[contract.META_PREPROCESS])
-    return ImageTransform(resize_px=int(preprocess["resize_px"]), crop_px=int(preprocess["crop_px"]))
+def artifact_transform(meta: ModelMetadata) -> ImageTransform:
+    """The resize / crop the artifact was trained with, from its typed metadata."""
+    return ImageTransform(resize_px=meta.preprocess.resize_px, crop_px=meta.crop_px)
 
 
 def to_uint8_nhwc(image: Tensor) -> np.ndarray:
@@ -41,19 +36,18 @@ def to_uint8_nhwc(image: Tensor) -> np.ndarray:
     return (image.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)[None]
 
 
-def run_artifact(session: ort.InferenceSession, image: Tensor) -> tuple[np.ndarray, float]:
-    anomaly_map, score = session.run(
-        [contract.OUTPUT_ANOMALY_MAP, contract.OUTPUT_PRED_SCORE],
-        {contract.INPUT_IMAGE: to_uint8_nhwc(image)},
+def run_artifact(loaded: LoadedModel, image: Tensor) -> tuple[np.ndarray, float]:
+    outputs = run_model(loaded, to_uint8_nhwc(image))
+    return outputs[contract.OUTPUT_ANOMALY_MAP][0].astype(np.float32), float(
+        outputs[contract.OUTPUT_PRED_SCORE][0]
     )
-    return anomaly_map[0].astype(np.float32), float(score[0])
 
 
-def score_with_artifact(session: ort.InferenceSession, dataset: MvtecDataset) -> ScoredSet:
+def score_with_artifact(loaded: LoadedModel, dataset: MvtecDataset) -> ScoredSet:
     maps, scores, labels, masks = [], [], [], []
     for batch in batches(dataset, 8):
         for sample in batch:
-            anomaly_map, score = run_artifact(session, sample.image)
+            anomaly_map, score = run_artifact(loaded, sample.image)
             maps.append(anomaly_map)
             scores.append(score)
             labels.append(sample.label)
@@ -63,10 +57,10 @@ def score_with_artifact(session: ort.InferenceSession, dataset: MvtecDataset) ->
 
 def evaluate_artifact(path: Path, root: Path, categories: Sequence[str]) -> dict:
     """Image and pixel metrics of an artifact, per category and mean."""
-    session = open_cpu_session(path)
-    transform = artifact_transform(session.get_modelmeta().custom_metadata_map)
+    loaded = open_artifact(path)
+    transform = artifact_transform(loaded.info.meta)
     results = {
-        name: metrics_of(score_with_artifact(session, MvtecDataset(root, name, "test", transform)))
+        name: metrics_of(score_with_artifact(loaded, MvtecDataset(root, name, "test", transform)))
         for name in categories
     }
     return {"categories": results, "mean": mean_result({n: {"m": r} for n, r in results.items()}, "m")}

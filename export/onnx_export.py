@@ -8,11 +8,9 @@ input size) and does everything else itself: scaling, normalisation, the network
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from torch import Tensor, nn
 
 from edge.atomic import write_bytes_atomic
 from edge.model import contract
+from edge.model.session import SessionSettings, create_session
 from export.model.inp_former import INPFormer
 from export.model.loss import coherence_distance
 from export.model.postprocess import (
@@ -67,48 +66,28 @@ def _to_input_size(maps: Tensor, input_hw: tuple[int, int]) -> Tensor:
     return F.interpolate(maps[:, None], size=input_hw, mode="bilinear", align_corners=False)[:, 0]
 
 
-@dataclass(frozen=True)
-class ExportMetadata:
-    """What the artifact says about itself (contract 1, metadata_props)."""
-
-    encoder: str
-    input_hw: tuple[int, int]
-    resize_px: int
-    crop_px: int
-    precision: str
-    model_id: str
-    training_data: dict
-    score_stats: dict
-    map_settings: MapSettings
-
-    def as_props(self) -> dict[str, str]:
-        return {
-            contract.META_SCHEMA_VERSION: contract.SCHEMA_VERSION,
-            contract.META_INPUT_SIZE: f"{self.input_hw[0]}x{self.input_hw[1]}",
-            contract.META_ENCODER: self.encoder,
-            contract.META_PRECISION: self.precision,
-            contract.META_MODEL_ID: self.model_id,
-            contract.META_TRAINING_DATA: json.dumps(self.training_data, sort_keys=True),
-            contract.META_SCORE_STATS: json.dumps(self.score_stats, sort_keys=True),
-            contract.META_PREPROCESS: json.dumps(
-                {
-                    "resize_px": self.resize_px,
-                    "crop_px": self.crop_px,
-                    "color": "RGB",
-                    "interpolation": "bilinear",
-                    "map_size_px": self.map_settings.map_size_px,
-                    "gaussian_sigma": self.map_settings.gaussian_sigma,
-                    "top_ratio": self.map_settings.top_ratio,
-                },
-                sort_keys=True,
-            ),
-        }
+def preprocess_record(resize_px: int, settings: MapSettings) -> contract.Preprocess:
+    """Contract 1's pre-processing record for a model resized to ``resize_px`` and mapped by ``settings``."""
+    return contract.Preprocess(
+        resize_px=resize_px,
+        map_size_px=settings.map_size_px,
+        gaussian_sigma=settings.gaussian_sigma,
+        top_ratio=settings.top_ratio,
+    )
 
 
-def export_onnx(model: INPFormer, metadata: ExportMetadata, out_path: Path) -> Path:
+def map_settings_of(preprocess: contract.Preprocess) -> MapSettings:
+    return MapSettings(
+        map_size_px=preprocess.map_size_px,
+        gaussian_sigma=preprocess.gaussian_sigma,
+        top_ratio=preprocess.top_ratio,
+    )
+
+
+def export_onnx(model: INPFormer, metadata: contract.ModelMetadata, out_path: Path) -> Path:
     """Trace the graph, set the IR version and metadata, check it, and write it atomically."""
-
-    graph = ExportGraph(model, metadata.input_hw, metadata.map_settings)
+    props = metadata.to_props()  # checks the values before any work
+    graph = ExportGraph(model, metadata.input_hw, map_settings_of(metadata.preprocess))
     dummy = torch.zeros((1, *metadata.input_hw, 3), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         traced_path = Path(tmp) / "traced.onnx"
@@ -129,7 +108,7 @@ def export_onnx(model: INPFormer, metadata: ExportMetadata, out_path: Path) -> P
                 do_constant_folding=True,
             )
         proto = simplify(traced_path, Path(tmp) / "simplified.onnx")
-    finish_artifact(proto, metadata.as_props())
+    finish_artifact(proto, props)
     return save_model_atomic(proto, out_path)
 
 
@@ -151,12 +130,9 @@ def simplify(traced_path: Path, out_path: Path):
     1,878 → 576 nodes, and every tensor gets a static shape (needed to count FLOPs).
     """
     import onnx
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(out_path)
-    ort.InferenceSession(str(traced_path), options, providers=["CPUExecutionProvider"])
+    settings = SessionSettings(providers=("cpu",), graph_optimization="basic", warmup_runs=0)
+    create_session(traced_path, settings, optimized_model_path=out_path)
     proto = onnx.load(str(out_path))
     used = {node.domain for node in proto.graph.node}
     kept = [entry for entry in proto.opset_import if entry.domain in used or entry.domain in ("", "ai.onnx")]

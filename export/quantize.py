@@ -284,13 +284,13 @@ def quantize_artifact(
     fp32_path: Path, out_path: Path, root: Path, categories: Sequence[str], settings: QuantizeSettings
 ) -> QuantizeOutcome:
     """Build, evaluate against FP32, gate, and write only on a pass."""
-    from edge.model.onnx_file import read_metadata_props
-    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact
+    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact, open_artifact
 
-    meta = read_metadata_props(Path(fp32_path))
+    meta = open_artifact(
+        Path(fp32_path)
+    ).info.meta  # a contract-breaking artifact stops here, before any work
     transform = artifact_transform(meta)
-    encoder = meta.get(contract.META_ENCODER, "")
-    settings = resolve_keep_float(settings, encoder)
+    settings = resolve_keep_float(settings, meta.encoder)
     with tempfile.TemporaryDirectory(prefix="inp-quantize-") as tmp:
         candidate = Path(tmp) / f"candidate-{settings.precision}.onnx"
         if settings.precision == "int8":

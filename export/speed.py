@@ -21,14 +21,16 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from edge.atomic import write_text_atomic
+from edge.model.contract import ModelMetadata, ScoreStats, TrainingData
 from export.model.encoders import build_encoder
 from export.model.inp_former import INPFormer
 from export.model.postprocess import MapSettings
 from export.onnx_export import (
     IR_VERSION,
     OPSET,
-    ExportMetadata,
+    ExportGraph,
     export_onnx,
+    preprocess_record,
     quiet_tracer,
     save_model_atomic,
     simplify,
@@ -86,18 +88,25 @@ def export_bare(model: INPFormer, input_px: int, out_path: Path) -> Path:
 def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibration: list[np.ndarray]) -> dict:
     from export.quantize import QuantizeSettings, build_int8, resolve_keep_float
 
-    metadata = ExportMetadata(
-        encoder=spec.encoder,
+    metadata = ModelMetadata(
         input_hw=(spec.input_px, spec.input_px),
-        resize_px=spec.input_px,
-        crop_px=spec.input_px,
+        encoder=spec.encoder,
         precision="fp32",
         model_id=f"speed-{spec.name}",
-        training_data={
-            "note": "speed benchmark: untrained head" + (", random encoder" if spec.random_weights else "")
+        preprocess=preprocess_record(spec.input_px, MapSettings()),
+        score_stats=calibration_score_stats(model, spec.input_px, calibration),
+        training_data=TrainingData(
+            layout="synthetic",
+            data_root="",
+            categories=(),
+            images_per_category={},
+            num_images=0,
+            mode="none",
+        ),
+        extra={
+            "inp_edge.note": "speed benchmark: untrained head"
+            + (", random encoder" if spec.random_weights else "")
         },
-        score_stats={"n": 0},
-        map_settings=MapSettings(),
     )
     fp32 = export_onnx(model, metadata, folder / f"{spec.name}-fp32.onnx")
     bare = export_bare(model, spec.input_px, folder / f"{spec.name}-bare-fp32.onnx")
@@ -105,6 +114,16 @@ def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibratio
     settings = resolve_keep_float(QuantizeSettings(), spec.encoder)
     build_int8(fp32, int8, iter([{"image": image} for image in calibration]), settings)
     return {"fp32": fp32, "bare-fp32": bare, "int8": int8}
+
+
+@torch.no_grad()
+def calibration_score_stats(model: INPFormer, input_px: int, images: list[np.ndarray]) -> ScoreStats:
+    """pred_score statistics of the (untrained) graph on the calibration parts: real, if meaningless."""
+    from export.jobs import score_statistics
+
+    graph = ExportGraph(model, (input_px, input_px), MapSettings()).eval()
+    scores = np.array([float(graph(torch.from_numpy(image))[1][0]) for image in images])
+    return score_statistics(scores, source="speed benchmark calibration parts (untrained model)")
 
 
 def calibration_images(input_px: int, count: int = 8) -> list[np.ndarray]:
@@ -118,10 +137,11 @@ def calibration_images(input_px: int, count: int = 8) -> list[np.ndarray]:
     return [image[None, :, :, ::-1].copy() for image in images]
 
 
-def open_session(path: Path):
-    import onnxruntime as ort
+def cpu_session(path: Path):
+    """A CPU session through edge's one opener (the bare network is not a contract artifact)."""
+    from edge.model.session import SessionSettings, create_session
 
-    return ort.InferenceSession(str(path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
+    return create_session(path, SessionSettings(providers=("cpu",), warmup_runs=0))
 
 
 def feed_for(session, input_px: int) -> dict:
@@ -170,7 +190,7 @@ def run_speed(
     for spec in chosen:
         model = build_speed_model(spec, checkpoint)
         paths = export_variants(spec, model, out, calibration_images(spec.input_px))
-        sessions = {kind: open_session(path) for kind, path in paths.items()}
+        sessions = {kind: cpu_session(path) for kind, path in paths.items()}
         feeds = {kind: feed_for(session, spec.input_px) for kind, session in sessions.items()}
         timing = time_interleaved(sessions, feeds, runs=runs, repeats=repeats, progress=progress)
         flops = {kind: count_flops(str(path)).total_flops for kind, path in paths.items()}

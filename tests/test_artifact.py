@@ -6,7 +6,6 @@ and exported once per test session; ``test_quantize.py`` reuses it through ``bui
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -26,8 +25,8 @@ from export.data import ImageTransform, read_rgb
 from export.jobs import export_job
 from export.model.encoders import encoder_spec
 from export.model.postprocess import MapSettings
-from export.onnx_eval import calibration_feeds, open_cpu_session, to_uint8_nhwc
-from export.onnx_export import ExportGraph
+from export.onnx_eval import calibration_feeds, open_artifact, to_uint8_nhwc
+from export.onnx_export import ExportGraph, map_settings_of
 from export.quantize import QuantizeSettings, build_fp16, build_int8, set_precision
 from export.synthetic import SyntheticSpec, write_synthetic_dataset
 from export.train import TrainConfig, train
@@ -90,10 +89,10 @@ def torch_outputs(graph: ExportGraph, image_u8: np.ndarray) -> dict[str, np.ndar
 
 def assert_parity(graph: ExportGraph, path: Path, images_u8: list[np.ndarray]) -> None:
     """anomaly_map and pred_score of onnxruntime (FP32) within PARITY_BOUND of the torch graph."""
-    session = open_cpu_session(path, threads=1)
+    loaded = open_artifact(path, threads=1)
     for image in images_u8:
         expected = torch_outputs(graph, image)
-        actual = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {c.INPUT_IMAGE: image}), strict=True))
+        actual = run_model(loaded, image)
         for name in (c.OUTPUT_ANOMALY_MAP, c.OUTPUT_PRED_SCORE):
             error = relative_error(actual[name], expected[name])
             assert error <= PARITY_BOUND, f"{name}: onnxruntime vs torch relative error {error:.2e}"
@@ -178,19 +177,20 @@ def test_artifact_outputs_have_contract_names_dtypes_and_shapes(variant, tiny: T
 
 
 def test_artifact_metadata_has_every_required_key(variant) -> None:
-    precision, _, loaded = variant
+    precision, path, loaded = variant
     metadata = loaded.session.get_modelmeta().custom_metadata_map
     assert [key for key in c.REQUIRED_METADATA if key not in metadata] == []
     assert metadata[c.META_SCHEMA_VERSION] == c.SCHEMA_VERSION
     assert metadata[c.META_PRECISION] == precision == loaded.info.precision
     assert metadata[c.META_INPUT_SIZE] == f"{SIZE_PX}x{SIZE_PX}"
     assert metadata[c.META_ENCODER] == ENCODER
-    stats = json.loads(metadata[c.META_SCORE_STATS])
-    assert stats["n"] == N_TRAIN
-    assert stats["min"] <= stats["p50"] <= stats["max"]
-    assert json.loads(metadata[c.META_TRAINING_DATA])["categories"] == [CATEGORY]
-    preprocess = json.loads(metadata[c.META_PREPROCESS])
-    assert (preprocess["resize_px"], preprocess["crop_px"]) == (SIZE_PX, SIZE_PX)
+    typed = c.ModelMetadata.from_props(metadata, path)
+    assert typed == loaded.info.meta
+    assert typed.score_stats.n == N_TRAIN
+    assert typed.score_stats.min <= typed.score_stats.p50 <= typed.score_stats.max
+    assert typed.training_data.categories == (CATEGORY,)
+    assert typed.preprocess.resize_px == SIZE_PX and typed.crop_px == SIZE_PX
+    assert typed.preprocess.resize_method == c.RESIZE_METHOD
 
 
 def test_artifact_passes_onnx_checker_with_ir_version_at_most_10(variant) -> None:
@@ -263,7 +263,9 @@ def test_onnxruntime_matches_torch_on_real_bottle_images(datasets: Path, tmp_pat
     outcome = export_job(checkpoint, tmp_path / "bottle.onnx")
     loaded = load_model(checkpoint)
     transform = ImageTransform(**loaded.meta["transform"])
-    graph = ExportGraph(loaded.model, outcome.metadata.input_hw, outcome.metadata.map_settings).eval()
+    graph = ExportGraph(
+        loaded.model, outcome.metadata.input_hw, map_settings_of(outcome.metadata.preprocess)
+    ).eval()
     test = datasets / "mvtec_ad" / "bottle" / "test"
     images = [
         to_uint8_nhwc(transform.image(read_rgb(test / kind / "000.png")))

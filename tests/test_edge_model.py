@@ -5,6 +5,7 @@ Every model here is a small real ONNX graph built with onnx.helper and run by on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,17 +39,30 @@ from edge.model.session import (
 CPU_ONLY = SessionSettings(providers=("cpu",), intra_op_threads=1, warmup_runs=1)
 
 
+STATS = c.ScoreStats(
+    n=4, mean=0.5, std=0.1, min=0.4, max=0.7, p50=0.5, p90=0.6, p95=0.65, p99=0.69, source="test"
+)
+
+
+def typed_metadata(height: int, width: int) -> c.ModelMetadata:
+    return c.ModelMetadata(
+        input_hw=(height, width),
+        encoder="tiny_test_encoder",
+        precision="fp32",
+        model_id="tiny-ü-test",
+        preprocess=c.Preprocess(resize_px=height),
+        score_stats=STATS,
+        training_data=c.TrainingData(
+            layout="mvtec", data_root="/data", categories=("bottle",), images_per_category={"bottle": 4},
+            num_images=4, mode="full",
+        ),
+    )  # fmt: skip
+
+
 def default_metadata(height: int, width: int) -> dict[str, str]:
-    return {
-        c.META_SCHEMA_VERSION: c.SCHEMA_VERSION,
-        c.META_INPUT_SIZE: f"{height}x{width}",
-        c.META_ENCODER: "tiny_test_encoder",
-        c.META_PRECISION: "fp32",
-        c.META_TRAINING_DATA: json.dumps({"categories": ["bottle"], "images": 4}),
-        c.META_SCORE_STATS: json.dumps({"mean": 0.5, "std": 0.1, "count": 4}),
-        c.META_MODEL_ID: "tiny-ü-test",
-        c.META_PREPROCESS: json.dumps({"resize_px": height, "crop_px": height}),
-    }
+    if height != width:  # the contract refuses it; written by hand to test that refusal
+        return {**typed_metadata(height, height).to_props(), c.META_INPUT_SIZE: f"{height}x{width}"}
+    return typed_metadata(height, width).to_props()
 
 
 def build_model(
@@ -111,20 +125,20 @@ def save_model(tmp_path: Path, name: str = "tiny.onnx", **kwargs: object) -> Pat
 
 @pytest.mark.parametrize("kind", ["matmul", "conv"])
 def test_contract_ok_gives_model_info_and_runs(tmp_path: Path, kind: str) -> None:
-    path = save_model(tmp_path, kind=kind, height=8, width=12, patch_features=True)
+    path = save_model(tmp_path, kind=kind, height=8, width=8, patch_features=True)
     loaded = open_session(path, CPU_ONLY)
     info = loaded.info
-    assert info.input_hw == (8, 12)
+    assert info.input_hw == (8, 8)
     assert info.model_id == "tiny-ü-test" and info.precision == "fp32" and info.encoder == "tiny_test_encoder"
-    assert info.score_stats == {"mean": 0.5, "std": 0.1, "count": 4}
-    assert info.preprocess["crop_px"] == 8 and info.training_data["categories"] == ["bottle"]
+    assert info.meta == typed_metadata(8, 8)
+    assert info.meta.score_stats.n == 4 and info.meta.training_data.categories == ("bottle",)
     assert info.optional_outputs == (c.OUTPUT_PATCH_FEATURES,)
     assert len(info.sha256) == 64 and loaded.providers_in_use == (CPU,)
-    image = np.full((8, 12, 3), 255, np.uint8)
+    image = np.full((8, 8, 3), 255, np.uint8)
     outputs = run_model(loaded, image)
-    assert outputs[c.OUTPUT_ANOMALY_MAP].shape == (1, 8, 12)
+    assert outputs[c.OUTPUT_ANOMALY_MAP].shape == (1, 8, 8)
     assert outputs[c.OUTPUT_PRED_SCORE].shape == (1,)
-    assert outputs[c.OUTPUT_PATCH_FEATURES].shape == (1, 96, 3)
+    assert outputs[c.OUTPUT_PATCH_FEATURES].shape == (1, 64, 3)
     if kind == "matmul":
         np.testing.assert_allclose(outputs[c.OUTPUT_PRED_SCORE], [1.0], rtol=1e-5)
 
@@ -158,7 +172,21 @@ def test_wrong_input_dtype_names_the_input(tmp_path: Path) -> None:
         ({c.META_INPUT_SIZE: "16x16"}, "'16x16' but its input 'image' is 8x8"),
         ({c.META_INPUT_SIZE: "eight"}, "expected 'HxW'"),
         ({c.META_PRECISION: "int4"}, "expected one of fp32, fp16, int8"),
-        ({c.META_MODEL_ID: "  "}, f"empty metadata key {c.META_MODEL_ID}"),
+        ({c.META_MODEL_ID: "  "}, f"{c.META_MODEL_ID} empty"),
+        (
+            {c.META_SCORE_STATS: json.dumps({**dataclasses.asdict(STATS), "count": 4})},
+            "has unknown ['count']",
+        ),
+        ({c.META_SCORE_STATS: json.dumps({"mean": 0.5})}, "lacks ['n', 'std'"),
+        ({c.META_SCORE_STATS: json.dumps({**dataclasses.asdict(STATS), "n": "4"})}, "score_stats_json.n='4'"),
+        ({c.META_SCORE_STATS: json.dumps({**dataclasses.asdict(STATS), "p50": 0.9})}, "out of order"),
+        ({c.META_SCORE_STATS: json.dumps({**dataclasses.asdict(STATS), "n": 0})}, "n=0"),
+        (
+            {c.META_PREPROCESS: json.dumps({"resize_px": 8, "resize_method": "bilinear"})},
+            "resize_method 'bilinear'",
+        ),
+        ({c.META_PREPROCESS: json.dumps({"resize_px": 4})}, "resize_px 4 below the input size 8"),
+        ({c.META_PREPROCESS: json.dumps({"resize_px": 8, "crop_px": 8})}, "has unknown ['crop_px']"),
     ],
 )
 def test_bad_metadata_value_names_the_key(tmp_path: Path, metadata: dict[str, str], expected: str) -> None:
@@ -363,3 +391,21 @@ def test_flops_without_onnx_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(MissingDependencyError, match="needs the `onnx` package") as caught:
         count_flops("model.onnx")
     assert "pip install" in caught.value.fix
+
+
+def test_non_square_input_size_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = save_model(tmp_path, height=8, width=12)
+    with pytest.raises(ModelContractError, match="must be square") as caught:
+        open_session(path, CPU_ONLY)
+    assert c.META_INPUT_SIZE in str(caught.value) and "inp-export export" in caught.value.fix
+
+
+def test_metadata_round_trips_through_props() -> None:
+    typed = typed_metadata(8, 8)
+    assert c.ModelMetadata.from_props(typed.to_props(), "x.onnx") == typed
+
+
+def test_writing_metadata_that_breaks_the_contract_is_refused() -> None:
+    broken = dataclasses.replace(typed_metadata(8, 8), precision="int4")
+    with pytest.raises(ModelContractError, match="int4"):
+        broken.to_props()

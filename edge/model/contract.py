@@ -1,11 +1,26 @@
-"""Contract 1: the names that link an exported model to the device runtime.
+"""Contract 1: the names and the metadata that link an exported model to the device runtime.
 
-Defined once here; ``export/`` imports them, ``edge/`` never re-declares them.
+Defined once here, as typed frozen values; ``export/`` writes the artifact through them
+(``ModelMetadata.to_props``) and ``edge/`` reads and checks it through them
+(``ModelMetadata.from_props``). Every key is required, or defaulted here on purpose; unknown keys
+are refused, so a producer and a reader cannot drift apart unnoticed. The input size is stored
+once (``inp_edge.input_size``); the graph's input shape must agree with it, and the centre crop
+of the pre-processing is that size.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ModelContractError
+
+SCHEMA_VERSION = "2"
+SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 
 INPUT_IMAGE = "image"  # uint8 (1, H, W, 3) RGB
 OUTPUT_ANOMALY_MAP = "anomaly_map"  # float32 (1, H, W), higher = more anomalous
@@ -15,16 +30,17 @@ OUTPUT_INP_DISTANCE = "inp_distance"  # optional float32 (1, H, W), zero-shot ma
 
 REQUIRED_OUTPUTS = (OUTPUT_ANOMALY_MAP, OUTPUT_PRED_SCORE)
 OPTIONAL_OUTPUTS = (OUTPUT_PATCH_FEATURES, OUTPUT_INP_DISTANCE)
+ALL_OUTPUTS = (*REQUIRED_OUTPUTS, *OPTIONAL_OUTPUTS)
 
-# metadata_props keys (values are strings; *_json values are JSON documents)
+# metadata_props keys (values are strings; *_json values are JSON objects)
 META_SCHEMA_VERSION = "inp_edge.schema_version"
-META_INPUT_SIZE = "inp_edge.input_size"  # "HxW", e.g. "256x256"
+META_INPUT_SIZE = "inp_edge.input_size"  # "HxW", e.g. "256x256": the one record of the input size
 META_ENCODER = "inp_edge.encoder"  # e.g. "efficientnet_lite0"
 META_PRECISION = "inp_edge.precision"  # fp32 | fp16 | int8
-META_TRAINING_DATA = "inp_edge.training_data_json"  # categories, image counts, recipe
-META_SCORE_STATS = "inp_edge.score_stats_json"  # raw-score statistics of training good parts
+META_TRAINING_DATA = "inp_edge.training_data_json"  # TrainingData
+META_SCORE_STATS = "inp_edge.score_stats_json"  # ScoreStats of the training good parts
 META_MODEL_ID = "inp_edge.model_id"  # short human id, e.g. "bottle-effl0-20261122"
-META_PREPROCESS = "inp_edge.preprocess_json"  # resize_px / crop_px the device must apply
+META_PREPROCESS = "inp_edge.preprocess_json"  # Preprocess
 
 REQUIRED_METADATA = (
     META_SCHEMA_VERSION,
@@ -36,3 +52,248 @@ REQUIRED_METADATA = (
     META_MODEL_ID,
     META_PREPROCESS,
 )
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# THE resize of edge/model/preprocess.py: OpenCV INTER_AREA when both sides shrink, INTER_LINEAR
+# otherwise, on uint8 RGB; training and the device run the same function.
+RESIZE_METHOD = "opencv-area-shrink-linear-grow"
+RESIZE_METHODS = (RESIZE_METHOD,)
+COLOR_ORDERS = ("RGB",)
+REEXPORT_FIX = "re-export the model with `inp-export export --checkpoint CHECKPOINT --out MODEL.onnx`"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What the device does before the graph, and the map settings inside it (for the record).
+
+    Before the graph: square resize of the frame (or its region of interest) to ``resize_px`` with
+    ``resize_method``, then a centre crop to the model's input size, in ``color`` order.
+    """
+
+    resize_px: int
+    resize_method: str = RESIZE_METHOD
+    color: str = "RGB"
+    map_size_px: int = 256  # in the graph: the smoothed map's size before the top-k score
+    gaussian_sigma: float = 4.0
+    top_ratio: float = 0.01
+
+
+@dataclass(frozen=True)
+class ScoreStats:
+    """Raw ``pred_score`` statistics of good parts (the starting point for device thresholds)."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    source: str  # where the scores came from, e.g. "training good images (in-sample)"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What the model was trained on."""
+
+    layout: str  # mvtec | folder | synthetic
+    data_root: str
+    categories: tuple[str, ...]
+    images_per_category: Mapping[str, int]
+    num_images: int
+    mode: str  # full | few-shot | none
+    shots: int | None = None
+    views_per_image: int = 1
+    num_items: int = 0
+    files: tuple[str, ...] | None = None  # the shots, in few-shot mode
+    fingerprint: str = ""  # short hash of the file list
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything an artifact says about itself in ``metadata_props``."""
+
+    input_hw: tuple[int, int]
+    encoder: str
+    precision: str
+    model_id: str
+    preprocess: Preprocess
+    score_stats: ScoreStats
+    training_data: TrainingData
+    schema_version: str = SCHEMA_VERSION
+    extra: Mapping[str, str] = field(default_factory=dict)  # other keys, outside the contract
+
+    @property
+    def crop_px(self) -> int:
+        return self.input_hw[0]
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` entries (strings; JSON objects with sorted keys)."""
+        check_metadata(self, where="metadata being written")
+        props = dict(self.extra)
+        props.update(
+            {
+                META_SCHEMA_VERSION: self.schema_version,
+                META_INPUT_SIZE: f"{self.input_hw[0]}x{self.input_hw[1]}",
+                META_ENCODER: self.encoder,
+                META_PRECISION: self.precision,
+                META_MODEL_ID: self.model_id,
+                META_PREPROCESS: _json(asdict(self.preprocess)),
+                META_SCORE_STATS: _json(asdict(self.score_stats)),
+                META_TRAINING_DATA: _json(asdict(self.training_data)),
+            }
+        )
+        return props
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], path: str | Path) -> ModelMetadata:
+        """Parse and check ``metadata_props``; every fault names the key, the file and the fix."""
+        where = f"model {path}"
+        missing = [key for key in REQUIRED_METADATA if key not in props]
+        if missing:
+            raise ModelContractError(
+                f"{where} lacks metadata key(s) {', '.join(missing)} (it has: {sorted(props) or 'none'})",
+                fix=REEXPORT_FIX,
+            )
+        schema = props[META_SCHEMA_VERSION]
+        if schema not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ModelContractError(
+                f"{where} has {META_SCHEMA_VERSION}={schema!r}; this inp-edge reads "
+                f"{', '.join(SUPPORTED_SCHEMA_VERSIONS)}",
+                fix=f"{REEXPORT_FIX} with the inp-export that matches this inp-edge, or upgrade inp-edge",
+            )
+        metadata = cls(
+            input_hw=parse_input_size(props[META_INPUT_SIZE], where),
+            encoder=props[META_ENCODER].strip(),
+            precision=props[META_PRECISION],
+            model_id=props[META_MODEL_ID].strip(),
+            preprocess=_record(Preprocess, props, META_PREPROCESS, where),
+            score_stats=_record(ScoreStats, props, META_SCORE_STATS, where),
+            training_data=_record(TrainingData, props, META_TRAINING_DATA, where),
+            schema_version=schema,
+            extra={key: value for key, value in props.items() if key not in REQUIRED_METADATA},
+        )
+        check_metadata(metadata, where=where)
+        return metadata
+
+
+def parse_input_size(text: str, where: str) -> tuple[int, int]:
+    try:
+        height_text, width_text = text.lower().split("x")
+        height, width = int(height_text), int(width_text)
+    except ValueError:
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ModelContractError(
+            f"{where} has {META_INPUT_SIZE}={text!r}; expected 'HxW' with positive sides, e.g. '256x256'",
+            fix=REEXPORT_FIX,
+        )
+    return height, width
+
+
+def check_metadata(metadata: ModelMetadata, *, where: str) -> None:
+    """The value rules of contract 1 (pure): a ``ModelContractError`` naming the first fault."""
+    problems = list(_problems(metadata))
+    if problems:
+        key, text = problems[0]
+        raise ModelContractError(f"{where} has {key} {text}", fix=REEXPORT_FIX)
+
+
+def _problems(m: ModelMetadata):
+    height, width = m.input_hw
+    if height != width:
+        yield META_INPUT_SIZE, f"{height}x{width}; the model input must be square (a centre crop)"
+    if m.precision not in PRECISIONS:
+        yield META_PRECISION, f"{m.precision!r}; expected one of {', '.join(PRECISIONS)}"
+    for key, value in ((META_ENCODER, m.encoder), (META_MODEL_ID, m.model_id)):
+        if not value:
+            yield key, "empty; it must name something"
+    p = m.preprocess
+    if p.resize_px < height:
+        yield META_PREPROCESS, f"resize_px {p.resize_px} below the input size {height} (the crop)"
+    if p.resize_method not in RESIZE_METHODS:
+        yield META_PREPROCESS, f"resize_method {p.resize_method!r}; this inp-edge knows {RESIZE_METHODS}"
+    if p.color not in COLOR_ORDERS:
+        yield META_PREPROCESS, f"color {p.color!r}; expected one of {COLOR_ORDERS}"
+    s = m.score_stats
+    ordered = [s.min, s.p50, s.p90, s.p95, s.p99, s.max]
+    numbers = [s.mean, s.std, *ordered]
+    if s.n < 1:
+        yield META_SCORE_STATS, f"n={s.n}; statistics need at least one good part"
+    elif not all(math.isfinite(value) for value in numbers) or s.std < 0:
+        yield META_SCORE_STATS, "with a value that is not finite (or a negative std)"
+    elif any(a > b for a, b in zip(ordered, ordered[1:], strict=False)):
+        yield META_SCORE_STATS, f"out of order: min <= p50 <= p90 <= p95 <= p99 <= max fails for {ordered}"
+
+
+def _record(kind: type, props: Mapping[str, str], key: str, where: str) -> Any:
+    """A frozen record from the JSON object under ``key``; names any missing, unknown or bad field."""
+    try:
+        value = json.loads(props[key])
+    except json.JSONDecodeError as exc:
+        raise ModelContractError(
+            f"{where} has metadata key {key} that is not valid JSON ({exc.msg} at char {exc.pos})",
+            fix=REEXPORT_FIX,
+        ) from None
+    if not isinstance(value, dict):
+        raise ModelContractError(
+            f"{where} has metadata key {key} holding a JSON {type(value).__name__}; expected an object",
+            fix=REEXPORT_FIX,
+        )
+    known = {f.name: f for f in fields(kind)}
+    unknown = sorted(set(value) - set(known))
+    required = [f.name for f in fields(kind) if _is_required(f)]
+    missing = [name for name in required if name not in value]
+    if unknown or missing:
+        parts = ([f"lacks {missing}"] if missing else []) + ([f"has unknown {unknown}"] if unknown else [])
+        raise ModelContractError(
+            f"{where} has metadata key {key} that {' and '.join(parts)}; "
+            f"the fields of {kind.__name__} are {sorted(known)}",
+            fix=REEXPORT_FIX,
+        )
+    converted = {name: _convert(known[name].type, raw, f"{key}.{name}", where) for name, raw in value.items()}
+    return kind(**converted)
+
+
+def _is_required(f: Any) -> bool:
+    from dataclasses import MISSING
+
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+_SIMPLE = {"int": int, "float": float, "str": str}
+
+
+def _convert(annotation: str, raw: Any, key: str, where: str) -> Any:
+    """JSON value → the annotated type (the annotations are strings under ``from __future__``)."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    if raw is None and optional:
+        return None
+    ok = True
+    if base in _SIMPLE:
+        expected = _SIMPLE[base]
+        ok = isinstance(raw, expected) or (expected is float and isinstance(raw, int))
+        ok = ok and not isinstance(raw, bool)
+        value = expected(raw) if ok else None
+    elif base == "tuple[str, ...]":
+        ok = isinstance(raw, list) and all(isinstance(item, str) for item in raw)
+        value = tuple(raw) if ok else None
+    elif base == "Mapping[str, int]":
+        ok = isinstance(raw, dict) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()
+        )
+        value = dict(raw) if ok else None
+    else:  # pragma: no cover - a field type this reader does not know is a bug here
+        raise TypeError(f"contract field {key} has unsupported type {annotation}")
+    if not ok:
+        raise ModelContractError(
+            f"{where} has metadata field {key}={raw!r}; expected {annotation}", fix=REEXPORT_FIX
+        )
+    return value
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

@@ -9,7 +9,6 @@ onnxruntime's ``NodeArg``), so the checks are pure functions of what the session
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,8 @@ from typing import Any, Protocol
 
 from edge.errors import ModelContractError
 from edge.model import contract as c
+from edge.model.contract import REEXPORT_FIX, ModelMetadata, parse_input_size
 
-SUPPORTED_SCHEMA_VERSIONS = (c.SCHEMA_VERSION,)
-PRECISIONS = ("fp32", "fp16", "int8")
-REEXPORT_FIX = "re-export the model with `inp-export export --checkpoint CHECKPOINT --out MODEL.onnx`"
-JSON_KEYS = (c.META_TRAINING_DATA, c.META_SCORE_STATS, c.META_PREPROCESS)
 FLOAT32 = "tensor(float)"
 UINT8 = "tensor(uint8)"
 
@@ -36,21 +32,27 @@ class TensorArg(Protocol):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model that passed the contract check, with its metadata parsed."""
+    """A model that passed the contract check, with its metadata parsed into typed values."""
 
     path: Path
     input_hw: tuple[int, int]
     outputs: tuple[str, ...]  # every output of the graph, in graph order
     optional_outputs: tuple[str, ...]  # the optional contract outputs this model has
-    metadata: Mapping[str, str]  # every metadata_props entry, as stored
-    encoder: str
-    precision: str  # fp32 | fp16 | int8
-    model_id: str
-    schema_version: str
-    score_stats: Mapping[str, Any]
-    preprocess: Mapping[str, Any]
-    training_data: Mapping[str, Any]
+    meta: ModelMetadata
+    props: Mapping[str, str]  # every metadata_props entry, as stored
     sha256: str
+
+    @property
+    def encoder(self) -> str:
+        return self.meta.encoder
+
+    @property
+    def precision(self) -> str:
+        return self.meta.precision
+
+    @property
+    def model_id(self) -> str:
+        return self.meta.model_id
 
 
 def check_contract(session: Any, path: str | Path) -> ModelInfo:
@@ -140,84 +142,17 @@ def build_info(
     metadata: Mapping[str, str],
     sha256: str,
 ) -> ModelInfo:
-    """Check the metadata keys and values, and assemble the ``ModelInfo``."""
-    missing = [key for key in c.REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ModelContractError(
-            f"model {path} lacks metadata key(s) {', '.join(missing)} (it has: {sorted(metadata) or 'none'})",
-            fix=REEXPORT_FIX,
-        )
-    schema = metadata[c.META_SCHEMA_VERSION]
-    if schema not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ModelContractError(
-            f"model {path} has {c.META_SCHEMA_VERSION}={schema!r}; this inp-edge reads "
-            f"{', '.join(SUPPORTED_SCHEMA_VERSIONS)}",
-            fix=f"{REEXPORT_FIX} with the inp-export that matches this inp-edge, or upgrade inp-edge",
-        )
-    _check_input_size(metadata[c.META_INPUT_SIZE], input_hw, path)
-    precision = metadata[c.META_PRECISION]
-    if precision not in PRECISIONS:
-        raise ModelContractError(
-            f"model {path} has {c.META_PRECISION}={precision!r}; expected one of {', '.join(PRECISIONS)}",
-            fix=REEXPORT_FIX,
-        )
-    parsed = {key: parse_json_metadata(metadata, key, path) for key in JSON_KEYS}
-    return ModelInfo(
-        path=path,
-        input_hw=input_hw,
-        outputs=outputs,
-        optional_outputs=optional,
-        metadata=dict(metadata),
-        encoder=_non_empty(metadata, c.META_ENCODER, path),
-        precision=precision,
-        model_id=_non_empty(metadata, c.META_MODEL_ID, path),
-        schema_version=schema,
-        score_stats=parsed[c.META_SCORE_STATS],
-        preprocess=parsed[c.META_PREPROCESS],
-        training_data=parsed[c.META_TRAINING_DATA],
-        sha256=sha256,
-    )
-
-
-def _check_input_size(text: str, input_hw: tuple[int, int], path: Path) -> None:
-    try:
-        height_text, width_text = text.lower().split("x")
-        size_hw = (int(height_text), int(width_text))
-    except ValueError:
-        raise ModelContractError(
-            f"model {path} has {c.META_INPUT_SIZE}={text!r}; expected 'HxW', e.g. '256x256'",
-            fix=REEXPORT_FIX,
-        ) from None
-    if size_hw != input_hw:
-        raise ModelContractError(
-            f"model {path} has {c.META_INPUT_SIZE}={text!r} but its input '{c.INPUT_IMAGE}' is "
-            f"{input_hw[0]}x{input_hw[1]}",
-            fix=REEXPORT_FIX,
-        )
-
-
-def parse_json_metadata(metadata: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
-    """The JSON object stored under ``key``; a clear error when it is not one."""
-    try:
-        value = json.loads(metadata[key])
-    except json.JSONDecodeError as exc:
-        raise ModelContractError(
-            f"model {path} has metadata key {key} that is not valid JSON ({exc.msg} at char {exc.pos})",
-            fix=REEXPORT_FIX,
-        ) from None
-    if not isinstance(value, dict):
-        raise ModelContractError(
-            f"model {path} has metadata key {key} holding a JSON {type(value).__name__}; expected an object",
-            fix=REEXPORT_FIX,
-        )
-    return value
-
-
-def _non_empty(metadata: Mapping[str, str], key: str, path: Path) -> str:
-    value = metadata[key].strip()
-    if not value:
-        raise ModelContractError(f"model {path} has an empty metadata key {key}", fix=REEXPORT_FIX)
-    return value
+    """Parse the metadata through the typed contract, and check it agrees with the graph."""
+    if c.META_INPUT_SIZE in metadata:  # the graph is the ground truth: compare before anything else
+        text = metadata[c.META_INPUT_SIZE]
+        if parse_input_size(text, f"model {path}") != input_hw:
+            raise ModelContractError(
+                f"model {path} has {c.META_INPUT_SIZE}={text!r} but its input "
+                f"'{c.INPUT_IMAGE}' is {input_hw[0]}x{input_hw[1]}",
+                fix=REEXPORT_FIX,
+            )
+    meta = ModelMetadata.from_props(metadata, path)
+    return ModelInfo(path, input_hw, outputs, optional, meta, dict(metadata), sha256)
 
 
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:

@@ -152,31 +152,53 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 def open_session(path: str | Path, settings: SessionSettings) -> LoadedModel:
     """Open ``path``, check it against the contract and warm it up with a zero image."""
-    import onnxruntime as ort
-
     path = Path(path)
     start_s = time.perf_counter()
     metadata = read_metadata_props(path)  # missing / truncated / not ONNX → ModelLoadError
-    providers = resolve_providers(settings.providers, ort.get_available_providers())
-    cache_dir = settings.cache_dir or default_cache_dir()
-    if TENSORRT in providers:
-        (cache_dir / "tensorrt").mkdir(parents=True, exist_ok=True)
     precision = metadata.get(c.META_PRECISION, "fp32")
-    pairs = provider_options(
-        providers, precision=precision, cache_dir=cache_dir, device_id=settings.device_id
-    )
-    try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(settings), providers=pairs)
-    except Exception as exc:  # onnxruntime raises its own exception types, all from pybind
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(
-            f"onnxruntime cannot load model {path}: {first_line}",
-            fix="check that the file is a complete ONNX model from `inp-export export` (compare its sha256)",
-        ) from None
+    session = create_session(path, settings, precision=precision)
     info = check_contract(session, path)
     loaded = LoadedModel(session, info, tuple(session.get_providers()))
     warm_up(loaded, settings.warmup_runs)
     return LoadedModel(session, info, loaded.providers_in_use, time.perf_counter() - start_s)
+
+
+def create_session(
+    model: str | Path | bytes,
+    settings: SessionSettings,
+    *,
+    precision: str = "fp32",
+    optimized_model_path: Path | None = None,
+) -> Any:
+    """THE onnxruntime session opener of the project (edge/ and export/ alike).
+
+    ``model`` is a file or serialized bytes. Providers and their options come from ``settings``
+    (``resolve_providers``, ``provider_options``); ``optimized_model_path`` makes onnxruntime write
+    the graph after its optimisations (export/ uses it to fold the tracer's shape arithmetic).
+    A file onnxruntime cannot load is a ``ModelLoadError`` naming it; no contract check here.
+    """
+    import onnxruntime as ort
+
+    providers = resolve_providers(settings.providers, ort.get_available_providers())
+    cache_dir = settings.cache_dir or default_cache_dir()
+    if TENSORRT in providers:
+        (cache_dir / "tensorrt").mkdir(parents=True, exist_ok=True)
+    pairs = provider_options(
+        providers, precision=precision, cache_dir=cache_dir, device_id=settings.device_id
+    )
+    options = session_options(settings)
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=pairs)
+    except Exception as exc:  # onnxruntime raises its own exception types, all from pybind
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        name = "the in-memory model" if isinstance(model, bytes) else f"model {model}"
+        raise ModelLoadError(
+            f"onnxruntime cannot load {name}: {first_line}",
+            fix="check that the file is a complete ONNX model from `inp-export export` (compare its sha256)",
+        ) from None
 
 
 def session_options(settings: SessionSettings) -> Any:
