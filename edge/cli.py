@@ -19,7 +19,13 @@ from pathlib import Path
 from edge.errors import ConfigError, InpEdgeError
 
 # Modules defining one more subcommand each (``COMMAND = Command(...)``), e.g. "edge.run_cli".
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "edge.run_cli",
+    "edge.check_config_cli",
+    "edge.publish.listen",
+    "edge.tools.bench_pipeline_cli",
+    "edge.cameras_cli",
+)
 
 
 @dataclass(frozen=True)
@@ -68,18 +74,18 @@ def _add_bench_model_arguments(parser: argparse.ArgumentParser) -> None:
         "such as cuda,cpu (default: auto)",
     )
     parser.add_argument(
-        "--runs", metavar="N", type=_count(1), default=100, help="timed runs per repeat (default: 100)"
+        "--runs", metavar="N", type=count_arg(1), default=100, help="timed runs per repeat (default: 100)"
     )
     parser.add_argument(
-        "--warmup", metavar="N", type=_count(0), default=10, help="untimed runs first (default: 10)"
+        "--warmup", metavar="N", type=count_arg(0), default=10, help="untimed runs first (default: 10)"
     )
     parser.add_argument(
-        "--repeats", metavar="N", type=_count(1), default=3, help="blocks of --runs (default: 3)"
+        "--repeats", metavar="N", type=count_arg(1), default=3, help="blocks of --runs (default: 3)"
     )
     parser.add_argument(
         "--threads",
         metavar="N",
-        type=_count(0),
+        type=count_arg(0),
         default=0,
         help="intra-op threads; 0 = onnxruntime's default (default: 0)",
     )
@@ -88,10 +94,16 @@ def _add_bench_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak (saves seconds)")
     parser.add_argument(
-        "--peak-size", metavar="N", type=_count(64), default=2048, help="peak matrix size (default: 2048)"
+        "--peak-size", metavar="N", type=count_arg(64), default=2048, help="peak matrix size (default: 2048)"
     )
     parser.add_argument(
         "--cache-dir", metavar="DIR", type=Path, default=None, help="TensorRT engine cache directory"
+    )
+    parser.add_argument(
+        "--no-spin-wait",
+        dest="spin_wait",
+        action="store_false",
+        help="onnxruntime's threads yield the CPU at once after a run (default: they spin-wait, its default)",
     )
 
 
@@ -100,7 +112,10 @@ def _run_bench_model(args: argparse.Namespace) -> int:
     from edge.model.session import SessionSettings
 
     settings = SessionSettings(
-        providers=tuple(args.providers.split(",")), intra_op_threads=args.threads, cache_dir=args.cache_dir
+        providers=tuple(args.providers.split(",")),
+        intra_op_threads=args.threads,
+        cache_dir=args.cache_dir,
+        spin_wait=args.spin_wait,
     )
     print(f"loading {args.model} ...", file=sys.stderr)
     result = bench_model(
@@ -119,7 +134,7 @@ def _run_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+def count_arg(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -196,4 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package module, not this __main__ copy: subcommand modules import edge.cli's Command.
+    from edge import cli as package_cli
+
+    sys.exit(package_cli.main())

@@ -30,6 +30,7 @@ PASS, FAIL, ERROR = "pass", "fail", "error"
 VERDICTS = (PASS, FAIL, ERROR)
 # Reasons of an ERROR verdict (a free-text detail may follow after ": ").
 OVERRUN, LATE, EXCEPTION, CAMERA_LOST, STALE = "overrun", "late", "exception", "camera-lost", "stale-frame"
+MISSED_TRIGGER = "missed-trigger"
 MAX_REGIONS = 16
 
 # Default thresholds when the station config sets none, from the artifact's training good-part
@@ -113,7 +114,7 @@ def find_regions(
     if u1 <= u0 or v1 <= v0:
         return ()
     above = np.zeros(anomaly_map.shape, np.uint8)
-    above[v0:v1, u0:u1] = anomaly_map[v0:v1, u0:u1] > pixel_threshold
+    np.greater(anomaly_map[v0:v1, u0:u1], pixel_threshold, out=above[v0:v1, u0:u1], casting="unsafe")
     count, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
     area_per_px = geometry.frame_px_per_input_px()
     found = []
@@ -122,7 +123,8 @@ def find_regions(
         area = pixels * area_per_px
         if area < min_area_px:
             continue
-        peak = float(anomaly_map[labels == label].max())
+        window = (slice(top, top + height), slice(left, left + width))  # the component's box only
+        peak = float(anomaly_map[window][labels[window] == label].max())
         found.append(Region(geometry.box_to_frame(left, top, left + width, top + height), area, peak))
     found.sort(key=lambda region: region.peak, reverse=True)
     return tuple(found[:max_regions])

@@ -51,3 +51,7 @@ class SourceError(InpEdgeError):
 
 class PublishError(InpEdgeError):
     """A ZeroMQ endpoint cannot be bound or connected, or its keys cannot be read."""
+
+
+class DataError(InpEdgeError):
+    """An image folder or image file the user pointed at cannot be used (missing, empty, unreadable)."""

@@ -1,92 +1,158 @@
 """Versioned training checkpoints: save atomically, read with clear errors, rebuild the model.
 
 A checkpoint holds the trainable head only, never the frozen encoder's weights: it names the
-encoder and the file its weights came from, so ``load_model`` can rebuild the same model.
+encoder and the file its weights came from, so ``load_model`` can rebuild the same model. What it
+says about itself is a typed ``CheckpointMeta`` (export/checkpoint_meta.py); the tensors (head
+weights, optimizer state, RNG states) sit beside it in a ``Checkpoint``.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from edge.atomic import atomic_writer
+from export.checkpoint_meta import (
+    META_KEYS,
+    RETRAIN_FIX,
+    CheckpointError,
+    CheckpointMeta,
+    EncoderRecord,
+    HeadSettings,
+    TrainProgress,
+)
 from export.model.base import FrozenEncoder
 from export.model.inp_former import INPFormer
 
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointMeta",
+    "EncoderRecord",
+    "HeadSettings",
+    "LoadedModel",
+    "TrainProgress",
+    "load_model",
+    "read_checkpoint",
+    "save_checkpoint",
+]
+
 FORMAT = "inp-edge-checkpoint/1"
-HEAVY_KEYS = ("trainable_state", "optimizer_state", "rng")  # left out of ``LoadedModel.meta``
-REQUIRED_KEYS = ("encoder", "transform", "head", "trainable_state")
+TENSOR_KEYS = ("trainable_state", "optimizer_state", "rng")
+REQUIRED_KEYS = ("encoder", "transform", "head", "training_data", "trainable_state")
 
 
-class CheckpointError(Exception):
-    """A checkpoint file is missing, unreadable or of another format."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint file, read and checked."""
+
+    path: Path
+    meta: CheckpointMeta
+    trainable_state: Mapping[str, Tensor]
+    optimizer_state: Mapping[str, Any] | None = None  # None: the run cannot be resumed from it
+    rng: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     model: INPFormer  # in eval mode
-    meta: dict[str, Any]  # everything in the checkpoint except weights, optimizer and RNG states
+    meta: CheckpointMeta
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (a crash mid-write keeps the previous checkpoint)."""
+def save_checkpoint(
+    path: Path,
+    meta: CheckpointMeta,
+    trainable_state: Mapping[str, Tensor],
+    *,
+    optimizer_state: Mapping[str, Any] | None = None,
+    rng: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint to ``path`` atomically (a crash mid-write keeps the previous one)."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        **meta.to_payload(),
+        "trainable_state": dict(trainable_state),
+    }
+    if optimizer_state is not None:
+        payload["optimizer_state"] = optimizer_state
+    if rng is not None:
+        payload["rng"] = rng
     with atomic_writer(path) as handle:
-        torch.save({"format": FORMAT, **payload}, handle)
+        torch.save(payload, handle)
     return Path(path)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Read and check a checkpoint; every failure names the file and the fix."""
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read and check a checkpoint; every failure is a ``CheckpointError`` naming the file and the fix."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"no checkpoint at {path}; check the path, or train one first (export.train.train / "
-            "`inp-export train`)"
+            f"no checkpoint at {path}",
+            fix="check the path, or train one first with `inp-export train` (it writes checkpoint.pt)",
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); the file is truncated, "
-            "corrupt or not a checkpoint: retrain, or pick another checkpoint file"
-        ) from exc
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {first_line}); the file is "
+            "truncated, corrupt or not a checkpoint",
+            fix=RETRAIN_FIX,
+        ) from None
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != FORMAT:
         raise CheckpointError(
-            f"{path} has format {found!r}, expected {FORMAT!r}; it was not written by export.train "
-            "(or by an incompatible version): retrain with this version"
+            f"{path} has format {found!r}, expected {FORMAT!r}: it was not written by `inp-export train` "
+            "(or by an incompatible version)",
+            fix="retrain with this version of inp-export",
         )
     missing = [key for key in REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"{path} lacks the keys {missing}; the file is damaged: retrain")
-    return payload
+    unknown = sorted(set(payload) - {"format", *META_KEYS, *TENSOR_KEYS})
+    if missing or unknown:
+        parts = ([f"lacks the keys {missing}"] if missing else []) + (
+            [f"has unknown keys {unknown}"] if unknown else []
+        )
+        raise CheckpointError(
+            f"{path} {' and '.join(parts)}: the file is damaged or foreign", fix=RETRAIN_FIX
+        )
+    return Checkpoint(
+        path=path,
+        meta=CheckpointMeta.from_payload(payload, path),
+        trainable_state=payload["trainable_state"],
+        optimizer_state=payload.get("optimizer_state"),
+        rng=payload.get("rng"),
+    )
 
 
 def build_encoder_from_record(
-    record: dict[str, Any], *, weights: Path | None, input_size_px: int | None
+    record: EncoderRecord, *, weights: Path | None, input_size_px: int | None
 ) -> FrozenEncoder:
     """Rebuild the frozen encoder a checkpoint names."""
     from export.model.encoders import build_encoder  # the encoder back-ends load lazily
 
-    if record.get("random_weights"):
+    if record.random_weights:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(record.get("init_seed", 0)))
-            return build_encoder(record["name"], random_weights=True, input_size_px=input_size_px)
-    expected = record.get("weights_file")
+            torch.manual_seed(int(record.init_seed or 0))
+            return build_encoder(record.name, random_weights=True, input_size_px=input_size_px)
+    expected = record.weights_file
     if expected and weights is None:
         raise CheckpointError(
-            f"the model was trained with encoder {record['name']!r} weights from {expected!r}; "
-            f"pass encoder_weights=<path to {expected}>"
+            f"the model was trained with encoder {record.name!r} weights from {expected!r}, "
+            "which are not part of the checkpoint",
+            fix=f"pass --encoder-weights <path to {expected}> (from Python: encoder_weights=...)",
         )
     if expected and weights is not None and Path(weights).name != expected:
         warnings.warn(
             f"encoder weights {weights} differ in name from the training file {expected!r}", stacklevel=3
         )
-    return build_encoder(record["name"], weights_path=weights, input_size_px=input_size_px)
+    return build_encoder(record.name, weights_path=weights, input_size_px=input_size_px)
 
 
 def load_model(
@@ -97,22 +163,21 @@ def load_model(
     ``encoder`` replaces the encoder the checkpoint names (a custom or test encoder); its spec
     name must match the recorded one.
     """
-    payload = read_checkpoint(path)
-    record = payload["encoder"]
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint.meta
     if encoder is None:
-        crop_px = int(payload["transform"]["crop_px"])
-        encoder = build_encoder_from_record(record, weights=encoder_weights, input_size_px=crop_px)
-    elif encoder.spec.name != record["name"]:
-        raise CheckpointError(
-            f"{path} was trained on encoder {record['name']!r}, not {encoder.spec.name!r}; "
-            "pass the matching encoder"
+        encoder = build_encoder_from_record(
+            meta.encoder, weights=encoder_weights, input_size_px=meta.transform.crop_px
         )
-    head = payload["head"]
-    model = INPFormer(encoder, num_inps=int(head["num_inps"]), mlp_ratio=float(head["mlp_ratio"]))
+    elif encoder.spec.name != meta.encoder.name:
+        raise CheckpointError(
+            f"{path} was trained on encoder {meta.encoder.name!r}, not {encoder.spec.name!r}",
+            fix="pass the matching encoder",
+        )
+    model = INPFormer(encoder, num_inps=meta.head.num_inps, mlp_ratio=meta.head.mlp_ratio)
     try:
-        model.load_trainable_state_dict(payload["trainable_state"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
+        model.load_trainable_state_dict(dict(checkpoint.trainable_state))
+    except ValueError as exc:  # names the keys / shapes that do not fit
+        raise CheckpointError(f"{path}: {exc}", fix=RETRAIN_FIX) from None
     model.eval()
-    meta = {key: value for key, value in payload.items() if key not in HEAVY_KEYS}
     return LoadedModel(model=model, meta=meta)

@@ -2,8 +2,11 @@
 
 Images are read with OpenCV (BGR → RGB, grayscale → 3 channels) and turned into 3×H×W float RGB
 in [0, 1] by ``ImageTransform``: a square resize (aspect ratio not kept) followed by a centre crop
-(INP_FORMER.md §1), both done by ``edge.model.preprocess.resize_and_crop``, the device's own code. Masks get a nearest resize, the same crop,
-and are binarised at 0.5.
+(INP_FORMER.md §1), both done by ``edge.model.preprocess.resize_and_crop``, the device's own code.
+Masks get a nearest resize, the same crop, and are binarised at 0.5.
+
+A folder, image or mask the user pointed at that cannot be used is a ``DataError`` naming it and
+saying what to do; a wrong argument from code (a bad split name) stays a ``ValueError``.
 
 MVTec layout::
 
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
+from edge.errors import ConfigError, DataError
 from edge.model.preprocess import crop_offset, resize_and_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -53,9 +57,9 @@ class ImageTransform:
 
     def __post_init__(self) -> None:
         if not 0 < self.crop_px <= self.resize_px:
-            raise ValueError(
-                f"crop_px {self.crop_px} must be positive and at most resize_px {self.resize_px}; "
-                "pick a crop no larger than the resize"
+            raise ConfigError(
+                f"input size (crop) {self.crop_px} px must be positive and at most the resize {self.resize_px} px",
+                fix="pick --input-size no larger than --resize (or leave --resize to the encoder's default)",
             )
 
     def image(self, rgb_u8: np.ndarray) -> Tensor:
@@ -103,10 +107,15 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise FileNotFoundError(f"cannot read image {path}: {exc}") from exc
+        raise DataError(
+            f"cannot read image {path}: {exc.strerror or exc}",
+            fix="check that the file exists and is readable",
+        ) from None
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        raise ValueError(f"{path} is not a readable image (empty or corrupt); replace or remove the file")
+        raise DataError(
+            f"{path} is not a readable image (empty or corrupt)", fix="replace or remove the file"
+        )
     return image
 
 
@@ -118,16 +127,16 @@ def list_categories(root: Path) -> list[str]:
     """Categories of an MVTec-layout root: the folders that hold ``train/good``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"dataset folder {root} does not exist; pass the folder that holds the categories"
+        raise DataError(
+            f"dataset folder {root} does not exist",
+            fix="pass the folder that holds the categories (--data-root)",
         )
     found = sorted(d.name for d in root.iterdir() if (d / "train" / GOOD).is_dir())
     if not found:
-        hint = (
-            " (it looks like a category folder: pass its parent)" if (root / "train" / GOOD).is_dir() else ""
-        )
-        raise FileNotFoundError(
-            f"no categories in {root}{hint}: expected the MVTec layout <root>/<category>/train/good/*.png"
+        hint = "it looks like a category folder: pass its parent" if (root / "train" / GOOD).is_dir() else ""
+        raise DataError(
+            f"no categories in {root}: expected the MVTec layout <root>/<category>/train/good/*.png",
+            fix=hint or "point --data-root at the folder that holds <category>/train/good/",
         )
     return found
 
@@ -168,9 +177,10 @@ class _Entries(Dataset):
 def _matching_mask(entry: Entry, image_hw: tuple[int, int]) -> np.ndarray:
     raw = read_mask(entry.mask_path)
     if raw.shape != tuple(image_hw):
-        raise ValueError(
+        raise DataError(
             f"mask {entry.mask_path} is {raw.shape[1]}x{raw.shape[0]} but image {entry.path} is "
-            f"{image_hw[1]}x{image_hw[0]}; masks must match their image size"
+            f"{image_hw[1]}x{image_hw[0]}",
+            fix="give every mask the size of its image",
         )
     return raw
 
@@ -207,8 +217,9 @@ def _train_entries(folder: Path, category: str) -> list[Entry]:
 def _test_entries(folder: Path, category: str) -> list[Entry]:
     test = folder / "test"
     if not test.is_dir():
-        raise FileNotFoundError(
-            f"{test} does not exist: expected the MVTec layout {folder}/test/<good | defect type>/*.png"
+        raise DataError(
+            f"{test} does not exist: expected the MVTec layout {folder}/test/<good | defect type>/*.png",
+            fix="check the dataset root and the category name (--data-root, --category)",
         )
     entries = []
     for kind in sorted(d for d in test.iterdir() if d.is_dir()):
@@ -217,19 +228,21 @@ def _test_entries(folder: Path, category: str) -> list[Entry]:
             mask = None if label == 0 else _find_mask(folder / "ground_truth" / kind.name, path.stem)
             entries.append(Entry(path, label, kind.name, category, mask))
     if not entries:
-        raise FileNotFoundError(f"no test images under {test}: expected {test}/<good | defect type>/*.png")
+        raise DataError(
+            f"no test images under {test}", fix=f"put the test images in {test}/<good | defect type>/*.png"
+        )
     return entries
 
 
 def _layout_files(images: Path, category_folder: Path) -> list[Path]:
     if not images.is_dir():
-        raise FileNotFoundError(
-            f"{images} does not exist: expected the MVTec layout {category_folder}/train/good/*.png "
-            "(check the dataset root and the category name)"
+        raise DataError(
+            f"{images} does not exist: expected the MVTec layout {category_folder}/train/good/*.png",
+            fix="check the dataset root and the category name (--data-root, --category)",
         )
     files = image_files(images)
     if not files:
-        raise FileNotFoundError(f"no images in {images} (accepted: {', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"no images in {images}", fix=f"add images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
@@ -244,9 +257,10 @@ def _check_masks(entries: list[Entry]) -> None:
     missing = [e.path for e in entries if e.label == 1 and e.mask_path is None]
     if missing:
         gt = missing[0].parents[2] / "ground_truth" / missing[0].parent.name
-        raise FileNotFoundError(
+        raise DataError(
             f"{len(missing)} defective test image(s) have no mask, e.g. {missing[0]} (looked for "
-            f"{gt / (missing[0].stem + '_mask.png')}); add the masks or pass require_masks=False"
+            f"{gt / (missing[0].stem + '_mask.png')})",
+            fix="add the masks (or, from Python, pass require_masks=False)",
         )
 
 
@@ -256,10 +270,10 @@ class FolderDataset(_Entries):
     def __init__(self, folder: Path, transform: ImageTransform, *, category: str | None = None) -> None:
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of good images")
+            raise DataError(f"image folder {folder} does not exist", fix="pass a folder of good images")
         files = image_files(folder)
         if not files:
-            raise FileNotFoundError(f"no images in {folder} (accepted: {', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(f"no images in {folder}", fix=f"add good images ({', '.join(IMAGE_SUFFIXES)})")
         name = category or folder.name
         super().__init__([Entry(p, 0, GOOD, name, None) for p in files], transform, good_masks=False)
         self.category = name
@@ -294,9 +308,9 @@ def few_shot_subset(dataset: Dataset, k: int, seed: int = 1) -> list[int]:
     chosen = []
     for category, indices in by_category.items():
         if len(indices) < k:
-            raise ValueError(
-                f"category {category!r} has {len(indices)} training image(s), fewer than {k} shots; "
-                "use fewer shots or add images"
+            raise DataError(
+                f"category {category!r} has {len(indices)} training image(s), fewer than {k} shots",
+                fix="use fewer shots (--few-shot) or add images",
             )
         chosen.extend(sorted(rng.sample(indices, k)))
     return chosen

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from edge.errors import DataError
 from export.data import ImageTransform, MvtecDataset, Sample
 from export.knn import KnnBaseline, KnnSettings
 from export.metrics import image_metrics, pixel_metrics
@@ -98,7 +99,10 @@ def knn_memory_images(
     wanted = set(settings.knn_train_files)
     chosen = [i for i, e in enumerate(train.entries) if Path(e.path).relative_to(root).as_posix() in wanted]
     if not chosen:
-        raise ValueError(f"none of the recorded few-shot files belong to {category!r} under {root}")
+        raise DataError(
+            f"none of the recorded few-shot files belong to {category!r} under {root}",
+            fix="evaluate on the data root the model was trained on (--data-root), or pass --no-knn",
+        )
     return [train[i] for i in chosen]
 
 

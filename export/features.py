@@ -19,6 +19,8 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
+from edge.errors import DataError
+from edge.model.contract import TrainingData
 from export.augment import NUM_VIEWS, ShotViews
 from export.data import (
     FolderDataset,
@@ -92,7 +94,7 @@ class FeatureCache:
             for cached, group in zip(groups, feats.groups, strict=True):
                 cached[start : start + len(indices)] = group
         if fused is None:
-            raise ValueError("no training items to encode")
+            raise DataError("no training items to encode", fix="check the training images (--data-root)")
         return FeatureCache(fused, tuple(groups), grid_hw, time.monotonic() - started)
 
     def __len__(self) -> int:
@@ -148,8 +150,8 @@ def training_dataset(config: TrainConfig, transform: ImageTransform) -> Dataset:
 
 def load_training_images(
     config: TrainConfig, transform: ImageTransform
-) -> tuple[ImageSet, dict[str, Any], list[str]]:
-    """The training items of the recipe, a JSON summary of them, and notes for the log."""
+) -> tuple[ImageSet, TrainingData, list[str]]:
+    """The training items of the recipe, contract 1's record of them, and notes for the log."""
     dataset = training_dataset(config, transform)
     entries = entries_of(dataset)
     notes: list[str] = []
@@ -164,19 +166,19 @@ def load_training_images(
         raise ValueError(f"mode must be 'full' or 'few-shot', got {config.mode!r}")
     root = Path(config.data_root)
     names = sorted(_relative(e.path, root) for e in entries)
-    summary = {
-        "layout": config.layout,
-        "data_root": str(root),
-        "categories": sorted({e.category for e in entries}),
-        "images_per_category": dict(sorted(Counter(e.category for e in entries).items())),
-        "num_images": len(entries),
-        "mode": config.mode,
-        "shots": config.shots if config.mode == "few-shot" else None,
-        "views_per_image": NUM_VIEWS if config.mode == "few-shot" else 1,
-        "num_items": len(images),
-        "files": names if config.mode == "few-shot" else None,
-        "fingerprint": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
-    }
+    summary = TrainingData(
+        layout=config.layout,
+        data_root=str(root),
+        categories=tuple(sorted({e.category for e in entries})),
+        images_per_category=dict(sorted(Counter(e.category for e in entries).items())),
+        num_images=len(entries),
+        mode=config.mode,
+        shots=config.shots if config.mode == "few-shot" else None,
+        views_per_image=NUM_VIEWS if config.mode == "few-shot" else 1,
+        num_items=len(images),
+        files=tuple(names) if config.mode == "few-shot" else None,
+        fingerprint=hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
+    )
     return images, summary, notes
 
 

@@ -1,7 +1,9 @@
 """Score an exported ONNX artifact on an MVTec-layout test set with onnxruntime (any precision).
 
-Used by the quantization gate and the parity checks: the model sees exactly what the device feeds it,
-uint8 RGB at the artifact's input size, and its own anomaly map and score are what get measured.
+Used by `inp-export evaluate --model`, the quantization gate and the parity checks: the model sees
+exactly what the device feeds it, uint8 RGB at the artifact's input size, and its own anomaly map and
+score are what get measured. Artifacts are opened through edge's session code, so a contract-breaking
+file is refused (``ModelLoadError`` / ``ModelContractError``) before any image is read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from edge.errors import DataError
 from edge.model import contract
 from edge.model.contract import ModelMetadata
 from edge.model.session import LoadedModel, SessionSettings, open_session, run_model
@@ -29,6 +32,28 @@ def open_artifact(path: Path, threads: int = 0) -> LoadedModel:
 def artifact_transform(meta: ModelMetadata) -> ImageTransform:
     """The resize / crop the artifact was trained with, from its typed metadata."""
     return ImageTransform(resize_px=meta.preprocess.resize_px, crop_px=meta.crop_px)
+
+
+def artifact_dataset(
+    meta: ModelMetadata, path: Path, data_root: Path | None, categories: Sequence[str] | None
+) -> tuple[Path, tuple[str, ...]]:
+    """The labelled set to score: the one given, else the data the artifact records it was trained on."""
+    recorded = meta.training_data
+    root = data_root or (Path(recorded.data_root) if recorded.data_root else None)
+    names = tuple(categories or recorded.categories)
+    if root is None or not names:
+        raise DataError(
+            f"model {path} records no labelled set (training data root {recorded.data_root!r}, "
+            f"categories {list(recorded.categories)})",
+            fix="pass --data-root DIR and --category NAME",
+        )
+    return Path(root), names
+
+
+def check_test_sets(root: Path, categories: Sequence[str], transform: ImageTransform) -> None:
+    """List every category's test images and masks now (cheap), so a missing one stops before any work."""
+    for name in categories:
+        MvtecDataset(root, name, "test", transform)
 
 
 def to_uint8_nhwc(image: Tensor) -> np.ndarray:
@@ -55,15 +80,36 @@ def score_with_artifact(loaded: LoadedModel, dataset: MvtecDataset) -> ScoredSet
     return ScoredSet(np.stack(maps), np.array(scores), np.array(labels), np.concatenate(masks))
 
 
-def evaluate_artifact(path: Path, root: Path, categories: Sequence[str]) -> dict:
-    """Image and pixel metrics of an artifact, per category and mean."""
-    loaded = open_artifact(path)
+def score_categories(loaded: LoadedModel, root: Path, categories: Sequence[str]) -> dict[str, ScoredSet]:
+    """The artifact's maps and scores on each category's test set."""
     transform = artifact_transform(loaded.info.meta)
+    return {
+        name: score_with_artifact(loaded, MvtecDataset(root, name, "test", transform)) for name in categories
+    }
+
+
+def evaluate_artifact(path: Path | LoadedModel, root: Path, categories: Sequence[str]) -> dict:
+    """Image and pixel metrics of an artifact, per category and mean."""
+    loaded = path if isinstance(path, LoadedModel) else open_artifact(path)
     results = {
-        name: metrics_of(score_with_artifact(loaded, MvtecDataset(root, name, "test", transform)))
-        for name in categories
+        name: metrics_of(scored) for name, scored in score_categories(loaded, root, categories).items()
     }
     return {"categories": results, "mean": mean_result({n: {"m": r} for n, r in results.items()}, "m")}
+
+
+def artifact_report_body(loaded: LoadedModel, root: Path, categories: Sequence[str]) -> dict:
+    """The categories and mean of an evaluation report (export/report.py) for an artifact (no kNN)."""
+    per_category = {
+        name: {
+            "n_good": int((scored.labels == 0).sum()),
+            "n_defect": int((scored.labels == 1).sum()),
+            "inp_former": metrics_of(scored),
+            "knn": None,
+        }
+        for name, scored in score_categories(loaded, root, categories).items()
+    }
+    mean = {method: mean_result(per_category, method) for method in ("inp_former", "knn")}
+    return {"categories": per_category, "mean": mean}
 
 
 def calibration_feeds(

@@ -8,12 +8,36 @@ maps, resizes, Gaussian, top-k) stay in float, since they are cheap and precisio
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edge.errors import ConfigError
 from edge.model import contract
+
+_ADVICE = "Please consider"  # onnxruntime's advice to run its model pre-processing first, on the root logger
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_ADVICE)
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """Silence onnxruntime's "consider pre-processing" warning: its shape-inference pass is what
+    export's BASIC optimisation already did (static shapes), so the advice is noise here."""
+    advice_filter = _DropAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice_filter)
+
 
 PRECISIONS = ("int8", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -122,27 +146,29 @@ def build_int8(fp32_path: Path, out_path: Path, feeds: Iterator[dict], settings:
     }
     nodes = network_nodes(fp32_path, settings)
     if not nodes:  # onnxruntime reads an empty list as "quantize every node", post-processing included
-        raise ValueError(
+        raise ConfigError(
             f"{fp32_path}: no {'/'.join(settings.op_types)} node under {NETWORK_SCOPE!r} is left to quantize "
-            f"(keep-float patterns {list(settings.exclude_name_patterns or ())}); drop some --keep-float patterns"
+            f"(keep-float patterns {list(settings.exclude_name_patterns or ())})",
+            fix="drop some --keep-float patterns",
         )
-    quantize_static(
-        str(fp32_path),
-        str(out_path),
-        _FeedReader(feeds),
-        quant_format=QuantFormat.QDQ,
-        nodes_to_quantize=nodes,
-        per_channel=settings.per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=methods[settings.calibration_method],
-        extra_options={
-            "ActivationSymmetric": False,
-            "WeightSymmetric": True,
-            "MatMulConstBOnly": settings.weights_only_matmul,
-            "OpTypesToExcludeOutputQuantization": list(settings.float_output_ops),
-        },
-    )
+    with _without_preprocessing_advice():
+        quantize_static(
+            str(fp32_path),
+            str(out_path),
+            _FeedReader(feeds),
+            quant_format=QuantFormat.QDQ,
+            nodes_to_quantize=nodes,
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[settings.calibration_method],
+            extra_options={
+                "ActivationSymmetric": False,
+                "WeightSymmetric": True,
+                "MatMulConstBOnly": settings.weights_only_matmul,
+                "OpTypesToExcludeOutputQuantization": list(settings.float_output_ops),
+            },
+        )
 
 
 def build_fp16(fp32_path: Path, out_path: Path, settings: QuantizeSettings | None = None) -> None:
@@ -284,12 +310,17 @@ def quantize_artifact(
     fp32_path: Path, out_path: Path, root: Path, categories: Sequence[str], settings: QuantizeSettings
 ) -> QuantizeOutcome:
     """Build, evaluate against FP32, gate, and write only on a pass."""
-    from export.onnx_eval import artifact_transform, calibration_feeds, evaluate_artifact, open_artifact
+    from export.onnx_eval import (
+        artifact_transform,
+        calibration_feeds,
+        check_test_sets,
+        evaluate_artifact,
+        open_artifact,
+    )
 
-    meta = open_artifact(
-        Path(fp32_path)
-    ).info.meta  # a contract-breaking artifact stops here, before any work
+    meta = open_artifact(Path(fp32_path)).info.meta  # a contract-breaking artifact stops here
     transform = artifact_transform(meta)
+    check_test_sets(root, categories, transform)  # and a missing test set, before any work
     settings = resolve_keep_float(settings, meta.encoder)
     with tempfile.TemporaryDirectory(prefix="inp-quantize-") as tmp:
         candidate = Path(tmp) / f"candidate-{settings.precision}.onnx"

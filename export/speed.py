@@ -1,27 +1,29 @@
-"""Speed benchmark of exported models on this machine: FP32 vs INT8, pipeline vs bare network.
+"""Speed measurement of exported models on this machine: FP32 vs INT8, pipeline vs bare network.
 
 For each model: the full artifact (uint8 in; normalisation, network, anomaly map and score inside),
 the bare network (float NCHW in; encoder and INP head only, out: the group features) and the INT8
 artifact. All sessions are timed in one run, interleaved block by block so that a noisy neighbour
-hits every variant alike; each figure is the median over blocks of the block medians. The matrix-
-multiply peak (fp32 and u8×s8) is measured in the same run, and FLOPs are counted from the graphs.
+hits every variant alike (``time_interleaved``); each figure is the median over blocks of the block
+medians, and every ratio (``summarise``) comes from the one run. The command and its report are in
+export/commands/speed.py.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from edge.atomic import write_text_atomic
-from edge.model.contract import ModelMetadata, ScoreStats, TrainingData
+from edge.errors import ConfigError
+from edge.model.contract import INPUT_IMAGE, ModelMetadata, ScoreStats, TrainingData
 from export.model.encoders import build_encoder
 from export.model.inp_former import INPFormer
 from export.model.postprocess import MapSettings
@@ -50,6 +52,8 @@ SPEED_MODELS = (
     SpeedModel("vits14-224", "dinov2_vits14_reg4", 224, random_weights=True),
     SpeedModel("vitb14-392", "dinov2_vitb14_reg4", 392, random_weights=True),
 )
+SPEED_MODEL_NAMES = tuple(spec.name for spec in SPEED_MODELS)
+CHECKPOINT_ENCODER = "efficientnet_lite0"  # --checkpoint replaces the untrained model of this encoder
 
 
 class BareNetwork(nn.Module):
@@ -64,8 +68,23 @@ class BareNetwork(nn.Module):
         return (*rec.encoder_groups, *rec.decoder_groups)
 
 
+def check_speed_checkpoint(checkpoint: Path, specs: list[SpeedModel]) -> None:
+    """Refuse, before any work, a checkpoint that cannot stand in for the EfficientNet-Lite0 model."""
+    from export.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(checkpoint).meta
+    wanted = [spec for spec in specs if spec.encoder == CHECKPOINT_ENCODER]
+    if meta.encoder.name != CHECKPOINT_ENCODER or any(s.input_px != meta.transform.crop_px for s in wanted):
+        sizes = ", ".join(f"{s.name}: {s.input_px} px" for s in wanted) or "none chosen"
+        raise ConfigError(
+            f"checkpoint {checkpoint} is {meta.encoder.name} at {meta.transform.crop_px} px; --checkpoint "
+            f"stands in for the {CHECKPOINT_ENCODER} model only, at its input size ({sizes})",
+            fix="pass a checkpoint trained with the default encoder and input size, or leave --checkpoint out",
+        )
+
+
 def build_speed_model(spec: SpeedModel, checkpoint: Path | None) -> INPFormer:
-    if checkpoint is not None and spec.encoder == "efficientnet_lite0":
+    if checkpoint is not None and spec.encoder == CHECKPOINT_ENCODER:
         from export.checkpoint import load_model
 
         return load_model(checkpoint).model
@@ -86,7 +105,8 @@ def export_bare(model: INPFormer, input_px: int, out_path: Path) -> Path:
 
 
 def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibration: list[np.ndarray]) -> dict:
-    from export.quantize import QuantizeSettings, build_int8, resolve_keep_float
+    """The FP32 artifact, the bare network and the default INT8 artifact (stamped int8) of one model."""
+    from export.quantize import QuantizeSettings, build_int8, resolve_keep_float, set_precision
 
     metadata = ModelMetadata(
         input_hw=(spec.input_px, spec.input_px),
@@ -110,16 +130,18 @@ def export_variants(spec: SpeedModel, model: INPFormer, folder: Path, calibratio
     )
     fp32 = export_onnx(model, metadata, folder / f"{spec.name}-fp32.onnx")
     bare = export_bare(model, spec.input_px, folder / f"{spec.name}-bare-fp32.onnx")
-    int8 = folder / f"{spec.name}-int8.onnx"
     settings = resolve_keep_float(QuantizeSettings(), spec.encoder)
-    build_int8(fp32, int8, iter([{"image": image} for image in calibration]), settings)
+    with tempfile.TemporaryDirectory(prefix="inp-speed-") as tmp:
+        candidate = Path(tmp) / "candidate-int8.onnx"
+        build_int8(fp32, candidate, iter([{INPUT_IMAGE: image} for image in calibration]), settings)
+        int8 = set_precision(candidate, "int8", folder / f"{spec.name}-int8.onnx")
     return {"fp32": fp32, "bare-fp32": bare, "int8": int8}
 
 
 @torch.no_grad()
 def calibration_score_stats(model: INPFormer, input_px: int, images: list[np.ndarray]) -> ScoreStats:
     """pred_score statistics of the (untrained) graph on the calibration parts: real, if meaningless."""
-    from export.jobs import score_statistics
+    from export.artifact import score_statistics
 
     graph = ExportGraph(model, (input_px, input_px), MapSettings()).eval()
     scores = np.array([float(graph(torch.from_numpy(image))[1][0]) for image in images])
@@ -151,8 +173,18 @@ def feed_for(session, input_px: int) -> dict:
     return {first.name: np.random.default_rng(0).random((1, 3, input_px, input_px), dtype=np.float32)}
 
 
-def time_interleaved(sessions: dict, feeds: dict, *, runs: int, repeats: int, progress: bool) -> dict:
-    """Median latency (ms) per session: ``repeats`` blocks of ``runs`` calls, sessions taking turns."""
+def time_interleaved(
+    sessions: Mapping[str, Any], feeds: Mapping[str, dict], *, runs: int, repeats: int, progress: bool
+) -> dict:
+    """Median latency (ms) per session: ``repeats`` blocks of ``runs`` calls, sessions taking turns.
+
+    ``sessions`` are onnxruntime sessions by label, ``feeds`` their input feeds by the same label.
+    Three untimed calls per session first (allocation, weight pre-packing).
+    """
+    if runs < 1 or repeats < 1:
+        raise ConfigError(
+            f"runs {runs} and repeats {repeats} must both be at least 1", fix="use --runs/--repeats >= 1"
+        )
     block_medians: dict[str, list[float]] = {name: [] for name in sessions}
     for name, session in sessions.items():
         for _ in range(3):
@@ -169,38 +201,6 @@ def time_interleaved(sessions: dict, feeds: dict, *, runs: int, repeats: int, pr
         name: {"median_ms": float(np.median(values)), "block_medians_ms": values}
         for name, values in block_medians.items()
     }
-
-
-def run_speed(
-    out: Path,
-    *,
-    names: list[str] | None = None,
-    checkpoint: Path | None = None,
-    runs: int = 10,
-    repeats: int = 5,
-    progress: bool = True,
-) -> tuple[dict, Path]:
-    from edge.model.flops import count_flops
-    from edge.peak import matmul_peak
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = [spec for spec in SPEED_MODELS if not names or spec.name in names]
-    results = {}
-    for spec in chosen:
-        model = build_speed_model(spec, checkpoint)
-        paths = export_variants(spec, model, out, calibration_images(spec.input_px))
-        sessions = {kind: cpu_session(path) for kind, path in paths.items()}
-        feeds = {kind: feed_for(session, spec.input_px) for kind, session in sessions.items()}
-        timing = time_interleaved(sessions, feeds, runs=runs, repeats=repeats, progress=progress)
-        flops = {kind: count_flops(str(path)).total_flops for kind, path in paths.items()}
-        results[spec.name] = {"spec": spec.__dict__, "timing": timing, "flops": flops}
-    peak = matmul_peak(["cpu"], size=2048, runs=5)
-    doc = {"peak": peak.__dict__, "models": results, "runs": runs, "repeats": repeats}
-    doc["summary"] = summarise(doc)
-    path = out / "speed.json"
-    write_text_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")
-    return doc, path
 
 
 def summarise(doc: dict) -> dict:
@@ -223,18 +223,14 @@ def summarise(doc: dict) -> dict:
     return summary
 
 
-def render_speed(doc: dict) -> str:
-    peak = doc["peak"]
-    lines = [
-        f"matmul peak in this run: fp32 {peak['fp32_gflops']:.0f} GFLOP/s, u8×s8 {peak['int8_gops']:.0f} GOP/s",
-        "",
-        "| model | GFLOP/img | FP32 ms | INT8 ms | INT8 speed-up | bare FP32 ms | pre/post overhead | bare FP32 % of peak |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in doc["summary"].items():
-        lines.append(
-            f"| {name} | {row['gflop_per_image']:.2f} | {row['fp32_ms']:.1f} | {row['int8_ms']:.1f} | "
-            f"{row['int8_speedup']:.2f}× | {row['bare_fp32_ms']:.1f} | {row['pipeline_overhead_pct']:+.1f} % | "
-            f"{100 * row['bare_fp32_fraction_of_peak']:.0f} % |"
-        )
-    return "\n".join(lines) + "\n"
+def summarise_artifacts(timing: Mapping[str, dict], flops: Mapping[str, float | None]) -> dict:
+    """Per artifact: median ms, GFLOP / image and speed-up against the first one, all from one run."""
+    first_ms = next(iter(timing.values()))["median_ms"]
+    return {
+        label: {
+            "median_ms": entry["median_ms"],
+            "speedup_vs_first": first_ms / entry["median_ms"],
+            "gflop_per_image": None if flops.get(label) is None else flops[label] / 1e9,
+        }
+        for label, entry in timing.items()
+    }

@@ -12,9 +12,6 @@ import dataclasses
 import json
 import os
 import random
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,13 +20,24 @@ import torch
 from tqdm import tqdm
 
 from edge.atomic import write_text_atomic
+from edge.errors import ConfigError
+from edge.model.contract import TrainingData
 from export import checkpoint as ckpt
+from export.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointMeta,
+    EncoderRecord,
+    HeadSettings,
+    TrainProgress,
+)
 from export.data import ImageTransform
 from export.features import FeatureCache, LiveEncoding, TrainingSource, load_training_images
 from export.model.base import FrozenEncoder
 from export.model.inp_former import INPFormer
 from export.model.loss import inp_former_loss
 from export.optim import StableAdamW, set_lr, warm_cosine_lr
+from export.stop import StopRequest
 
 # Re-exported: the public training API is export.train.
 from export.train_config import (  # noqa: F401
@@ -92,12 +100,14 @@ class _Run:
         self.step += 1
         return terms.total.item(), terms.soft_mining.item(), terms.coherence.item(), lr
 
-    def restore(self, payload: dict[str, Any]) -> None:
-        self.model.load_trainable_state_dict(payload["trainable_state"])
-        self.optimizer.load_state_dict(payload["optimizer_state"])
-        self.step = int(payload["step"])
-        self.history = list(payload.get("loss_history", []))
-        rng = payload.get("rng", {})
+    def restore(self, checkpoint: Checkpoint) -> None:
+        progress = checkpoint.meta.progress
+        assert progress is not None and checkpoint.optimizer_state is not None  # checked by _check_resume
+        self.model.load_trainable_state_dict(dict(checkpoint.trainable_state))
+        self.optimizer.load_state_dict(dict(checkpoint.optimizer_state))
+        self.step = progress.step
+        self.history = [dict(entry) for entry in progress.loss_history]
+        rng = checkpoint.rng or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "python" in rng:
@@ -123,12 +133,16 @@ def _train(
     config: TrainConfig, *, progress: bool, encoder: FrozenEncoder | None, started: float
 ) -> TrainResult:
     record = _encoder_record(config, encoder)
+    # Cheap checks first: a corrupt or foreign --resume checkpoint is refused before any encoding.
+    resume = ckpt.read_checkpoint(config.resume_from) if config.resume_from is not None else None
     if encoder is None:
         encoder = ckpt.build_encoder_from_record(
             record, weights=config.encoder_weights, input_size_px=config.crop_px
         )
     transform = resolve_transform(encoder.spec, config.resize_px, config.crop_px)
     images, summary, notes = load_training_images(config, transform)
+    if resume is not None:
+        _check_resume(resume, config, summary, transform)
     source = _make_source(config, encoder, images, progress=progress)
     run = _Run(config, encoder, source)
     notes = list(notes)
@@ -138,13 +152,20 @@ def _train(
         )
     if run.warmup_steps != config.warmup_steps:
         notes.append(f"warm-up shortened to {run.warmup_steps} steps: the run has only {run.total_steps}")
-    if config.resume_from is not None:
-        _resume(run, config, summary, transform)
-    context = {"encoder": record, "transform": dataclasses.asdict(transform), "training_data": summary}
-    reason = _loop(run, context, progress=progress, started=started)
-    path = _save(run, context)
+    if resume is not None:
+        run.restore(resume)
+    meta = CheckpointMeta(
+        encoder=record,
+        transform=transform,
+        head=HeadSettings(num_inps=config.num_inps, mlp_ratio=config.mlp_ratio),
+        training_data=summary,
+        train_config=config,
+        encoder_spec=encoder.spec,
+    )
+    reason = _loop(run, meta, progress=progress, started=started)
+    path = _save(run, meta)
     seconds = time.monotonic() - started
-    log_path = _write_log(run, context, reason=reason, seconds=seconds, notes=notes)
+    log_path = _write_log(run, meta, reason=reason, seconds=seconds, notes=notes)
     final = run.history[-1]["loss"] if run.history else float("nan")
     return TrainResult(
         checkpoint_path=path,
@@ -159,16 +180,16 @@ def _train(
     )
 
 
-def _encoder_record(config: TrainConfig, encoder: FrozenEncoder | None) -> dict[str, Any]:
+def _encoder_record(config: TrainConfig, encoder: FrozenEncoder | None) -> EncoderRecord:
     if encoder is not None:
-        return {"name": encoder.spec.name, "weights_file": None, "random_weights": False, "init_seed": None}
+        return EncoderRecord(name=encoder.spec.name)
     weights = config.encoder_weights
-    return {
-        "name": config.encoder,
-        "weights_file": Path(weights).name if weights is not None else None,
-        "random_weights": config.random_encoder_weights,
-        "init_seed": config.seed,
-    }
+    return EncoderRecord(
+        name=config.encoder,
+        weights_file=Path(weights).name if weights is not None else None,
+        random_weights=config.random_encoder_weights,
+        init_seed=config.seed,
+    )
 
 
 def _make_source(
@@ -182,66 +203,39 @@ def _make_source(
     )
 
 
-def _resume(run: _Run, config: TrainConfig, summary: dict[str, Any], transform: ImageTransform) -> None:
-    payload = ckpt.read_checkpoint(config.resume_from)
-    problems = config_mismatches(payload.get("train_config", {}), config)
-    if payload.get("transform") != dataclasses.asdict(transform):
-        problems.append(
-            f"input transform {payload.get('transform')} differs from {dataclasses.asdict(transform)}"
+def _check_resume(
+    resume: Checkpoint, config: TrainConfig, summary: TrainingData, transform: ImageTransform
+) -> None:
+    """A resumed run must agree with its checkpoint on settings, input transform and images."""
+    meta = resume.meta
+    if meta.train_config is None or meta.progress is None or resume.optimizer_state is None:
+        raise CheckpointError(
+            f"{resume.path} has no training state (train_config, step, optimizer state) to resume from",
+            fix="start a new run without --resume",
         )
-    saved_data = payload.get("training_data", {}).get("fingerprint")
-    if saved_data != summary["fingerprint"]:
+    problems = config_mismatches(meta.train_config, config)
+    if meta.transform != transform:
+        problems.append(f"input transform {meta.transform} differs from {transform}")
+    if meta.training_data.fingerprint != summary.fingerprint:
         problems.append("training images differ from the checkpoint's (fingerprint of the file list)")
     if problems:
-        raise ValueError(
-            f"cannot resume from {config.resume_from}: " + "; ".join(problems) + ". Use the settings and "
-            "images the checkpoint was trained with (its train_config), or start a new run"
-        )
-    run.restore(payload)
-
-
-class StopRequest:
-    """Ctrl-C or SIGTERM while training: finish the step in flight, save, and stop ("interrupted").
-
-    Saving between steps keeps the checkpoint consistent, so ``--resume`` continues exactly where
-    it stopped. A second Ctrl-C stops at once (KeyboardInterrupt), keeping the last saved
-    checkpoint. Signal handlers can only be set from the main thread; elsewhere this does nothing.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(
-            "\nstopping after this step and saving a checkpoint (Ctrl-C again to stop now)", file=sys.stderr
+        raise ConfigError(
+            f"cannot resume from {resume.path}: " + "; ".join(problems),
+            fix="use the settings and images the checkpoint was trained with (its train_config in "
+            "train_log.json), or start a new run without --resume",
         )
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
-
-def _loop(run: _Run, context: dict[str, Any], *, progress: bool, started: float) -> str:
+def _loop(run: _Run, meta: CheckpointMeta, *, progress: bool, started: float) -> str:
     bar = tqdm(total=run.total_steps, initial=run.step, disable=not progress, desc="train", unit="step")
     with StopRequest() as stop:
         try:
-            return _epochs(run, context, bar, stop, started)
+            return _epochs(run, meta, bar, stop, started)
         finally:
             bar.close()
 
 
-def _epochs(run: _Run, context: dict[str, Any], bar: tqdm, stop: StopRequest, started: float) -> str:
+def _epochs(run: _Run, meta: CheckpointMeta, bar: tqdm, stop: StopRequest, started: float) -> str:
     config = run.config
     while run.step < run.total_steps:
         epoch, first_batch = divmod(run.step, run.steps_per_epoch)
@@ -267,7 +261,7 @@ def _epochs(run: _Run, context: dict[str, Any], bar: tqdm, stop: StopRequest, st
             and done % config.checkpoint_every_epochs == 0
             and run.step < run.total_steps
         ):
-            _save(run, context)
+            _save(run, meta)
     return "completed"
 
 
@@ -286,29 +280,28 @@ def _record(run: _Run, epoch: int, sums: list[float], count: int, lr: float, sta
     )
 
 
-def _save(run: _Run, context: dict[str, Any]) -> Path:
-    config = run.config
-    payload = {
-        **context,
-        "head": {"num_inps": config.num_inps, "mlp_ratio": config.mlp_ratio},
-        "encoder_spec": dataclasses.asdict(run.model.encoder.spec),
-        "trainable_state": run.model.trainable_state_dict(),
-        "optimizer_state": run.optimizer.state_dict(),
-        "step": run.step,
-        "total_steps": run.total_steps,
-        "steps_per_epoch": run.steps_per_epoch,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        "train_config": config_json(config),
-        "loss_history": run.history,
-        "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return ckpt.save_checkpoint(Path(config.out_dir) / CHECKPOINT_NAME, payload)
+def _save(run: _Run, meta: CheckpointMeta) -> Path:
+    progress = TrainProgress(
+        step=run.step,
+        total_steps=run.total_steps,
+        steps_per_epoch=run.steps_per_epoch,
+        loss_history=tuple(run.history),
+        saved_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    return ckpt.save_checkpoint(
+        Path(run.config.out_dir) / CHECKPOINT_NAME,
+        dataclasses.replace(meta, progress=progress),
+        run.model.trainable_state_dict(),
+        optimizer_state=run.optimizer.state_dict(),
+        rng={"torch": torch.get_rng_state(), "python": random.getstate()},
+    )
 
 
-def _write_log(run: _Run, context: dict[str, Any], *, reason: str, seconds: float, notes: list[str]) -> Path:
+def _write_log(run: _Run, meta: CheckpointMeta, *, reason: str, seconds: float, notes: list[str]) -> Path:
+    records = meta.to_payload()
     log = {
         "train_config": config_json(run.config),
-        **context,
+        **{key: records[key] for key in ("encoder", "transform", "training_data")},
         "steps": run.step,
         "total_steps": run.total_steps,
         "steps_per_epoch": run.steps_per_epoch,

@@ -4,12 +4,14 @@ epoch order, batches, warm-up length, and what a resumed run must agree on."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from edge.errors import ConfigError
 from export.data import ImageTransform
 from export.model.base import EncoderSpec
 
@@ -58,7 +60,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         problems = config_problems(self)
         if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
+            raise ConfigError(
+                "invalid training config: " + "; ".join(problems),
+                fix="change the options named (train flags or --config keys)",
+            )
 
 
 @dataclass(frozen=True)
@@ -131,12 +136,13 @@ def effective_warmup(warmup_steps: int, total_steps: int) -> int:
     return warmup_steps if warmup_steps < total_steps else total_steps // 2
 
 
-def config_mismatches(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    now = config_json(config)
+def config_mismatches(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The run-defining settings (``RUN_FIELDS``) on which a resumed run differs from its checkpoint."""
+    before, now = config_json(saved), config_json(config)
     return [
-        f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}"
+        f"{key}: checkpoint {before[key]!r}, now {now[key]!r}"
         for key in RUN_FIELDS
-        if saved.get(key) != now[key]
+        if before[key] != now[key]
     ]
 
 
@@ -148,3 +154,25 @@ def config_json(config: TrainConfig) -> dict[str, Any]:
         elif isinstance(value, tuple):
             out[key] = list(value)
     return out
+
+
+TRAIN_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+PATH_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if "Path" in str(f.type))
+
+
+def config_from_json(values: Mapping[str, Any]) -> TrainConfig:
+    """The inverse of ``config_json`` (fields left out take their defaults; unknown keys are refused)."""
+    allowed = set(TRAIN_CONFIG_FIELDS)
+    unknown = sorted(str(key) for key in set(values) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown train option(s) {unknown}; allowed: {', '.join(sorted(allowed))}",
+            fix="remove or rename them",
+        )
+    out = dict(values)
+    for key in PATH_FIELDS:
+        if out.get(key) is not None:
+            out[key] = Path(out[key])
+    categories = out.get("categories", ())
+    out["categories"] = (categories,) if isinstance(categories, str) else tuple(categories)
+    return TrainConfig(**out)

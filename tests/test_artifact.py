@@ -20,9 +20,9 @@ import torch
 from edge.errors import ModelContractError
 from edge.model import contract as c
 from edge.model.session import LoadedModel, SessionSettings, open_session, run_model
+from export.artifact import export_checkpoint
 from export.checkpoint import load_model
 from export.data import ImageTransform, read_rgb
-from export.jobs import export_job
 from export.model.encoders import encoder_spec
 from export.model.postprocess import MapSettings
 from export.onnx_eval import calibration_feeds, open_artifact, to_uint8_nhwc
@@ -45,7 +45,7 @@ OUTPUT_NAMES = (c.OUTPUT_ANOMALY_MAP, c.OUTPUT_PRED_SCORE, c.OUTPUT_PATCH_FEATUR
 class TinyArtifact:
     data_root: Path  # MVTec layout with one category, CATEGORY
     checkpoint: Path
-    onnx_path: Path  # fp32 artifact from export_job
+    onnx_path: Path  # fp32 artifact from export_checkpoint
 
 
 _BUILT: dict[str, TinyArtifact] = {}
@@ -71,7 +71,7 @@ def build_tiny_artifact(factory: pytest.TempPathFactory) -> TinyArtifact:
             out_dir=base / "run",
         )
         result = train(config, progress=False)
-        outcome = export_job(result.checkpoint_path, base / "model.onnx")
+        outcome = export_checkpoint(result.checkpoint_path, base / "model.onnx")
         _BUILT[CATEGORY] = TinyArtifact(root, result.checkpoint_path, outcome.path)
     return _BUILT[CATEGORY]
 
@@ -260,9 +260,9 @@ def test_onnxruntime_matches_torch_on_real_bottle_images(datasets: Path, tmp_pat
         out_dir=tmp_path / "run",
     )
     checkpoint = train(config, progress=False).checkpoint_path
-    outcome = export_job(checkpoint, tmp_path / "bottle.onnx")
+    outcome = export_checkpoint(checkpoint, tmp_path / "bottle.onnx")
     loaded = load_model(checkpoint)
-    transform = ImageTransform(**loaded.meta["transform"])
+    transform = loaded.meta.transform
     graph = ExportGraph(
         loaded.model, outcome.metadata.input_hw, map_settings_of(outcome.metadata.preprocess)
     ).eval()

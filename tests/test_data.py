@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset
 
+from edge.errors import DataError
 from export.augment import NUM_VIEWS, VIEW_NAMES, ShotViews, expand_shot, rotate, translate
 from export.data import (
     FolderDataset,
@@ -64,7 +65,7 @@ def test_list_categories_finds_the_category_folders(mvtec_root: Path) -> None:
 
 
 def test_list_categories_on_a_category_folder_says_to_pass_the_parent(mvtec_root: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="pass its parent") as info:
+    with pytest.raises(DataError, match="pass its parent") as info:
         list_categories(mvtec_root / "alpha")
     assert str(mvtec_root / "alpha") in str(info.value)
 
@@ -134,14 +135,14 @@ def test_good_test_images_have_empty_masks(mvtec_root: Path) -> None:
 
 
 def test_unknown_category_error_names_the_folder(mvtec_root: Path) -> None:
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(DataError) as info:
         MvtecDataset(mvtec_root, "gamma", "train", ImageTransform(64, 48))
     assert str(mvtec_root / "gamma" / "train" / "good") in str(info.value)
 
 
 def test_missing_mask_names_the_expected_mask_file(mvtec_root: Path) -> None:
     (mvtec_root / "alpha" / "ground_truth" / "scratch" / "000_mask.png").unlink()
-    with pytest.raises(FileNotFoundError, match="000_mask.png"):
+    with pytest.raises(DataError, match="000_mask.png"):
         MvtecDataset(mvtec_root, "alpha", "test", ImageTransform(64, 48))
     lenient = MvtecDataset(mvtec_root, "alpha", "test", ImageTransform(64, 48), require_masks=False)
     assert any(lenient[i].mask is None for i in range(len(lenient)))
@@ -157,7 +158,7 @@ def test_folder_dataset_reads_every_image_suffix_and_ignores_other_files(tmp_pat
 
 def test_empty_folder_error_names_the_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "empty")):
+    with pytest.raises(DataError, match=str(tmp_path / "empty")):
         FolderDataset(tmp_path / "empty", ImageTransform(24, 16))
 
 
@@ -173,7 +174,7 @@ def test_few_shot_subset_takes_k_per_category_and_is_seeded(mvtec_root: Path) ->
 
 def test_few_shot_with_too_few_images_names_the_category(mvtec_root: Path) -> None:
     dataset = MvtecDataset(mvtec_root, "beta", "train", ImageTransform(64, 48))
-    with pytest.raises(ValueError, match="'beta' has 5"):
+    with pytest.raises(DataError, match="'beta' has 5"):
         few_shot_subset(dataset, 8)
 
 
@@ -230,3 +231,13 @@ def test_shot_views_index_the_same_views_as_expand_shot() -> None:
     assert len(views) == 44
     expected = torch.stack([expand_shot(shots[1])[1], expand_shot(shots[0])[0], expand_shot(shots[1])[21]])
     assert torch.equal(views.images([23, 0, 43]), expected)
+
+
+def test_unreadable_image_is_a_data_error_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    broken = tmp_path / "parts" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dataset = FolderDataset(broken.parent, ImageTransform(24, 16))
+    with pytest.raises(DataError, match="not a readable image") as info:
+        dataset[0]
+    assert str(broken) in str(info.value) and info.value.fix

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from edge.errors import ConfigError
 from export.model.dinov2 import DinoV2Encoder, resize_pos_embed
 from export.model.efficientnet_lite import same_padding
 from export.model.encoders import (
@@ -201,9 +202,9 @@ def test_dinov2_input_of_another_size_is_refused(vits_encoder: DinoV2Encoder) ->
 def test_input_size_override_keeps_the_crop_ratio() -> None:
     spec = encoder_spec("dinov2_vits14_reg4", input_size_px=224)
     assert (spec.input_size_px, spec.resize_px) == (224, 256)
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ConfigError, match="multiple of 16"):
         encoder_spec("efficientnet_lite0", input_size_px=200)
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ConfigError, match="choose one of"):
         encoder_spec("resnet18")
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.errors import DataError
 from export.data import ImageTransform
 from export.evaluate import EvalSettings, knn_memory_images
 from export.synthetic import SyntheticSpec, write_synthetic_dataset
@@ -31,5 +32,5 @@ def test_few_shot_knn_memory_holds_only_the_recorded_shots(root: Path) -> None:
 
 def test_few_shot_files_of_another_category_are_an_error(root: Path) -> None:
     settings = EvalSettings(knn_train_files=("bottle/train/good/000.png",))
-    with pytest.raises(ValueError, match="none of the recorded few-shot files belong to 'washer'"):
+    with pytest.raises(DataError, match="none of the recorded few-shot files belong to 'washer'"):
         knn_memory_images(root, "washer", TRANSFORM, settings)

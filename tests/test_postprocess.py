@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import Tensor, nn
 
+from edge.model.session import SessionSettings, create_session
 from export.model.postprocess import (
     MapSettings,
     anomaly_map,
@@ -136,7 +136,7 @@ def test_postprocess_exports_to_onnx_and_onnxruntime_matches_torch() -> None:
     )
     model = onnx.load_from_string(buffer.getvalue())
     model.ir_version = 10  # onnxruntime 1.31 reads IR ≤ 13; onnx 1.23 writes 14 by default
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = create_session(model.SerializeToString(), SessionSettings(providers=("cpu",), warmup_runs=0))
     got = session.run(None, {name: tensor.numpy() for name, tensor in zip(names, inputs, strict=True)})
     with torch.no_grad():
         want = _PostprocessGraph(settings)(*inputs)

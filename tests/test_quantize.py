@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from edge.errors import ConfigError
 from edge.model import contract as c
 from edge.model.session import SessionSettings, open_session
 from export import cli
@@ -104,7 +105,7 @@ def test_network_nodes_are_matrix_ops_under_the_network_scope(tiny: TinyArtifact
 def test_int8_with_every_network_node_kept_float_is_an_error(tiny: TinyArtifact, tmp_path: Path) -> None:
     out = tmp_path / "model-int8.onnx"
     settings = QuantizeSettings(exclude_name_patterns=(NETWORK_SCOPE,))
-    with pytest.raises(ValueError, match="keep-float"):
+    with pytest.raises(ConfigError, match="keep-float"):
         build_int8(tiny.onnx_path, out, iter(()), settings)
     assert not out.exists()
 
@@ -174,29 +175,63 @@ def test_generous_bound_writes_the_quantized_artifact(tiny: TinyArtifact, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left beside it
 
 
-@pytest.mark.slow
-def test_gate_refuses_int8_that_loses_auroc_and_writes_nothing(tiny: TinyArtifact, tmp_path: Path) -> None:
-    out = tmp_path / "model-int8.onnx"
-    settings = QuantizeSettings(precision="int8", calibration_count=8, max_drop_points=0.0)
+def negate_maps(candidate: Path) -> None:
+    """Damage a built candidate on purpose: anomaly_map and pred_score come out negated.
+
+    A negated map ranks every part and pixel the other way round, so its AUROCs become
+    1 − AUROC: a drop the gate must see, for a reason this test controls.
+    """
+    proto = onnx.load(str(candidate))
+    for output in proto.graph.output:
+        if output.name in (c.OUTPUT_ANOMALY_MAP, c.OUTPUT_PRED_SCORE):
+            raw = f"{output.name}_before_damage"
+            for node in proto.graph.node:
+                node.output[:] = [raw if name == output.name else name for name in node.output]
+                node.input[:] = [raw if name == output.name else name for name in node.input]
+            proto.graph.node.append(
+                onnx.helper.make_node("Neg", [raw], [output.name], name=f"damage_{output.name}")
+            )
+    onnx.save(proto, str(candidate))
+
+
+@pytest.fixture
+def damaged_fp16_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """quantize_artifact builds its FP16 candidate as usual, then the candidate is damaged."""
+    import export.quantize
+
+    real_build = export.quantize.build_fp16
+
+    def build_then_damage(fp32_path: Path, out_path: Path, settings=None) -> None:
+        real_build(fp32_path, out_path, settings)
+        negate_maps(out_path)
+
+    monkeypatch.setattr(export.quantize, "build_fp16", build_then_damage)
+
+
+def test_gate_refuses_a_candidate_that_loses_auroc_and_writes_nothing(
+    tiny: TinyArtifact, tmp_path: Path, damaged_fp16_builds: None
+) -> None:
+    out = tmp_path / "model-fp16.onnx"
+    settings = QuantizeSettings(precision="fp16", max_drop_points=0.5)
     outcome = quantize_artifact(tiny.onnx_path, out, tiny.data_root, [CATEGORY], settings)
-    assert outcome.fp32_metrics["mean"] != outcome.quantized_metrics["mean"]
-    assert max(outcome.gate.drops_points.values()) > 0.0
-    assert not outcome.gate.passed
+    fp32, damaged = outcome.fp32_metrics["mean"], outcome.quantized_metrics["mean"]
+    for level in ("image", "pixel"):  # the damage inverts the ranking, nothing else
+        assert damaged[level]["auroc"] == pytest.approx(1.0 - fp32[level]["auroc"], abs=0.01)
+    assert not outcome.gate.passed and max(outcome.gate.drops_points.values()) > 10.0
     assert outcome.written is None
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_cli_quantize_refused_by_gate_exits_3_and_writes_nothing(
-    tiny: TinyArtifact, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny: TinyArtifact, tmp_path: Path, capsys: pytest.CaptureFixture, damaged_fp16_builds: None
 ) -> None:
-    out, report = tmp_path / "model-int8.onnx", tmp_path / "report.json"
-    argv = ["quantize", "--model", str(tiny.onnx_path), "--precision", "int8", "--out", str(out)]
-    argv += ["--data-root", str(tiny.data_root), "--category", CATEGORY, "--calibration-images", "8"]
-    argv += ["--max-drop", "0", "--report", str(report)]
+    out, report = tmp_path / "model-fp16.onnx", tmp_path / "results" / "quantize.json"
+    argv = ["quantize", "--model", str(tiny.onnx_path), "--precision", "fp16", "--out", str(out)]
+    argv += ["--data-root", str(tiny.data_root), "--category", CATEGORY, "--results", str(report)]
     assert cli.main(argv) == GATE_EXIT_STATUS
-    assert not out.exists()
-    assert json.loads(report.read_text())["written"] is None
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["results"]
+    doc = json.loads(report.read_text())
+    assert doc["written"] is None and doc["gate"]["passed"] is False
     assert "refused" in capsys.readouterr().out
 
 

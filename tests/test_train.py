@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from edge.errors import ConfigError, InpEdgeError
 from export.checkpoint import FORMAT, CheckpointError, load_model, read_checkpoint
 from export.model.base import EncoderSpec, FrozenEncoder
 from export.optim import StableAdamW, warm_cosine_lr, warm_cosine_scheduler
@@ -165,7 +166,7 @@ def _config(parts: Path, out_dir: Path, **changes: object) -> TrainConfig:
 
 def test_tiny_training_run_lowers_the_loss(parts: Path, tmp_path: Path) -> None:
     result = train(_config(parts, tmp_path / "run", epochs=8), progress=False, encoder=TinyEncoder())
-    history = [entry["loss"] for entry in read_checkpoint(result.checkpoint_path)["loss_history"]]
+    history = [entry["loss"] for entry in read_checkpoint(result.checkpoint_path).meta.progress.loss_history]
     assert (result.steps, result.total_steps, result.stop_reason) == (24, 24, "completed")
     assert len(history) == 8 and history[-1] < 0.7 * history[0]
     assert result.log_path.is_file() and result.final_loss == history[-1]
@@ -177,9 +178,9 @@ def _resume_and_compare(parts: Path, tmp_path: Path, stopped: Path, whole: Path)
         _config(parts, tmp_path / "split", resume_from=stopped), progress=False, encoder=TinyEncoder()
     )
     a, b = read_checkpoint(whole), read_checkpoint(resumed.checkpoint_path)
-    assert b["step"] == a["step"] == 12
-    for key, value in a["trainable_state"].items():
-        torch.testing.assert_close(b["trainable_state"][key], value, rtol=0, atol=1e-6)
+    assert b.meta.progress.step == a.meta.progress.step == 12
+    for key, value in a.trainable_state.items():
+        torch.testing.assert_close(b.trainable_state[key], value, rtol=0, atol=1e-6)
     return a, b
 
 
@@ -190,20 +191,37 @@ def test_resume_from_a_mid_checkpoint_matches_an_uninterrupted_run(parts: Path, 
     )
     assert (half.steps, half.stop_reason) == (6, "stop_after_epochs")
     a, b = _resume_and_compare(parts, tmp_path, half.checkpoint_path, whole.checkpoint_path)
-    assert [e["loss"] for e in b["loss_history"]] == pytest.approx([e["loss"] for e in a["loss_history"]])
+    losses = [[e["loss"] for e in c.meta.progress.loss_history] for c in (a, b)]
+    assert losses[1] == pytest.approx(losses[0])
 
 
 def test_resume_with_other_settings_names_the_field(parts: Path, tmp_path: Path) -> None:
     half = train(_config(parts, tmp_path / "run", stop_after_epochs=1), progress=False, encoder=TinyEncoder())
     changed = _config(parts, tmp_path / "run", lr=1e-2, resume_from=half.checkpoint_path)
-    with pytest.raises(ValueError, match="lr: checkpoint 0.005, now 0.01"):
+    with pytest.raises(ConfigError, match="lr: checkpoint 0.005, now 0.01") as info:
         train(changed, progress=False, encoder=TinyEncoder())
+    assert "without --resume" in info.value.fix
+
+
+def test_corrupt_resume_checkpoint_is_refused_before_the_feature_cache_is_built(
+    parts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from export import train as train_module
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    built = []
+    monkeypatch.setattr(train_module, "_make_source", lambda *args, **kwargs: built.append(1))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        train(_config(parts, tmp_path / "run", resume_from=broken), progress=False, encoder=TinyEncoder())
+    assert str(broken) in str(info.value) and built == []
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_max_minutes_stops_early_and_saves(parts: Path, tmp_path: Path) -> None:
     result = train(_config(parts, tmp_path / "run", max_minutes=0.0), progress=False, encoder=TinyEncoder())
     assert (result.stop_reason, result.steps) == ("max_minutes", 1)
-    assert read_checkpoint(result.checkpoint_path)["step"] == 1
+    assert read_checkpoint(result.checkpoint_path).meta.progress.step == 1
 
 
 def test_few_shot_cached_features_train_like_live_encoding(parts: Path, tmp_path: Path) -> None:
@@ -214,7 +232,7 @@ def test_few_shot_cached_features_train_like_live_encoding(parts: Path, tmp_path
             dataclasses.replace(config, cache_features=cache), progress=False, encoder=TinyEncoder()
         )
         assert result.total_steps == 4  # 2 shots × 22 views = 44 items → 2 batches of 16 per epoch
-        states.append(read_checkpoint(result.checkpoint_path)["trainable_state"])
+        states.append(read_checkpoint(result.checkpoint_path).trainable_state)
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=1e-4, atol=1e-5)
 
@@ -238,11 +256,13 @@ def test_epoch_order_is_a_seeded_permutation() -> None:
 def test_load_model_rebuilds_the_trained_model(parts: Path, tmp_path: Path) -> None:
     result = train(_config(parts, tmp_path / "run", epochs=1), progress=False, encoder=TinyEncoder())
     loaded = load_model(result.checkpoint_path, encoder=TinyEncoder())
-    saved = read_checkpoint(result.checkpoint_path)["trainable_state"]
+    saved = read_checkpoint(result.checkpoint_path).trainable_state
     for key, value in loaded.model.trainable_state_dict().items():
         assert torch.equal(value, saved[key])
-    assert loaded.meta["transform"] == {"resize_px": 36, "crop_px": 32}
-    assert loaded.meta["training_data"]["num_images"] == 12 and "trainable_state" not in loaded.meta
+    assert (loaded.meta.transform.resize_px, loaded.meta.transform.crop_px) == (36, 32)
+    assert loaded.meta.training_data.num_images == 12 and loaded.meta.training_data.layout == "folder"
+    assert loaded.meta.train_config == _config(parts, tmp_path / "run", epochs=1)
+    assert (loaded.meta.head.num_inps, loaded.meta.encoder.name) == (6, "tiny_test")
     rec = loaded.model(torch.rand(1, 3, 32, 32))
     assert rec.decoder_groups[0].shape == (1, 64, 16)
 
@@ -254,7 +274,40 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_fix(parts: Path, tmp_pa
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="retrain") as info:
         load_model(broken, encoder=TinyEncoder())
-    assert str(broken) in str(info.value)
+    assert str(broken) in str(info.value) and isinstance(info.value, InpEdgeError)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["head"].update(num_blocks=3), r"'head' has unknown field\(s\) \['num_blocks'\]"),
+        (lambda p: p["transform"].update(crop_px="32"), r"transform\.crop_px='32' is not int"),
+        (
+            lambda p: p["training_data"].pop("fingerprint") and p["training_data"].pop("layout"),
+            "'training_data' is incomplete",
+        ),
+        (lambda p: p.update(learning_rate=0.1), r"unknown keys \['learning_rate'\]"),
+    ],
+    ids=["unknown-field", "wrong-type", "missing-field", "unknown-key"],
+)
+def test_checkpoint_metadata_faults_name_the_key(parts: Path, tmp_path: Path, edit, message: str) -> None:
+    result = train(_config(parts, tmp_path / "run", epochs=1), progress=False, encoder=TinyEncoder())
+    payload = torch.load(result.checkpoint_path, weights_only=True)
+    edit(payload)
+    edited = tmp_path / "edited.pt"
+    torch.save(payload, edited)
+    with pytest.raises(CheckpointError, match=message) as info:
+        read_checkpoint(edited)
+    assert str(edited) in str(info.value) and info.value.fix
+
+
+def test_checkpoint_metadata_round_trips_through_the_payload(parts: Path, tmp_path: Path) -> None:
+    from export.checkpoint import CheckpointMeta
+
+    result = train(_config(parts, tmp_path / "run", epochs=1), progress=False, encoder=TinyEncoder())
+    meta = read_checkpoint(result.checkpoint_path).meta
+    assert CheckpointMeta.from_payload(meta.to_payload(), result.checkpoint_path) == meta
+    assert meta.encoder_spec == TinyEncoder().spec and meta.progress.total_steps == 3
 
 
 def test_missing_checkpoint_error_names_the_path(tmp_path: Path) -> None:
@@ -274,12 +327,12 @@ def test_real_efficientnet_trains_on_a_folder_and_reloads(parts: Path, tmp_path:
     config = _config(parts, tmp_path / "run", encoder="efficientnet_lite0", epochs=2, crop_px=64)
     result = train(config, progress=False)
     loaded = load_model(result.checkpoint_path)
-    assert loaded.meta["transform"]["crop_px"] == 64 and math.isfinite(result.final_loss)
+    assert loaded.meta.transform.crop_px == 64 and math.isfinite(result.final_loss)
     assert loaded.model(torch.rand(1, 3, 64, 64)).decoder_groups[0].shape == (1, 64, 232)
 
 
 def test_invalid_config_lists_every_problem(tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ConfigError) as info:
         TrainConfig(data_root=tmp_path, mode="zero-shot", batch_size=0, final_lr=1.0)
     message = str(info.value)
     assert "mode is 'zero-shot', allowed: full, few-shot" in message
@@ -297,12 +350,9 @@ def test_several_categories_train_one_few_shot_model(parts: Path, tmp_path: Path
         root, tmp_path / "run", layout="mvtec", mode="few-shot", shots=1, epochs=1, batch_size=16
     )
     result = train(config, progress=False, encoder=TinyEncoder())
-    summary = read_checkpoint(result.checkpoint_path)["training_data"]
-    assert summary["categories"] == ["alpha", "beta"] and summary["images_per_category"] == {
-        "alpha": 1,
-        "beta": 1,
-    }
-    assert summary["num_items"] == 44 and len(summary["files"]) == 2 and result.total_steps == 2
+    summary = read_checkpoint(result.checkpoint_path).meta.training_data
+    assert summary.categories == ("alpha", "beta") and summary.images_per_category == {"alpha": 1, "beta": 1}
+    assert summary.num_items == 44 and len(summary.files) == 2 and result.total_steps == 2
 
 
 def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(
@@ -326,7 +376,7 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(
     stopped = train(_config(parts, tmp_path / "split"), progress=False, encoder=TinyEncoder())
     monkeypatch.setattr(train_module._Run, "train_step", real_step)
     assert (stopped.stop_reason, stopped.steps) == ("interrupted", 5)
-    assert read_checkpoint(stopped.checkpoint_path)["step"] == 5
+    assert read_checkpoint(stopped.checkpoint_path).meta.progress.step == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     _resume_and_compare(parts, tmp_path, stopped.checkpoint_path, whole.checkpoint_path)

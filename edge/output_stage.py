@@ -1,0 +1,87 @@
+"""What happens after a verdict is out: the overlay JPEG and the archive hand-over (best effort).
+
+Runs on the output worker thread (edge/workers.py), one job per published verdict. Overlays of
+fails and errors are always drawn. A pass's overlay is skipped when the station is busy, i.e. when
+parts were already waiting in the inspect queue as this one was decided: drawing and encoding it
+costs CPU the next part's inspection needs (on a 2-core device a 512 px overlay is about 15 % of an
+INT8 model run). Skipped overlays are counted (``overlay_skipped_busy``); a pass the archive keeps
+(a sample, a capture) is drawn anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from edge.archive import should_archive
+from edge.decision import PASS
+from edge.health import Health
+from edge.outbox import Outbox
+from edge.overlay import OverlayError, OverlayStyle, overlay_jpeg
+from edge.pipeline import OutputJob
+from edge.workers import Worker
+
+log = logging.getLogger("inp_edge.output")
+DEFAULT_STYLE = OverlayStyle()
+
+
+class OutputStage:
+    def __init__(
+        self,
+        outbox: Outbox,
+        health: Health,
+        pixel_threshold: float,
+        *,
+        publish_overlays: bool = True,
+        archive_worker: Worker | None = None,
+        sample_pass_every: int = 0,
+        style: OverlayStyle = DEFAULT_STYLE,
+        station: str = "",
+    ) -> None:
+        self.outbox = outbox
+        self.health = health
+        self.pixel_threshold = pixel_threshold
+        self.publish_overlays = publish_overlays
+        self.archive_worker = archive_worker
+        self.sample_pass_every = sample_pass_every
+        self.style = style
+        self.station = station
+        self._passes = 0
+        self._lock = threading.Lock()
+
+    def set_pixel_threshold(self, value: float) -> None:
+        with self._lock:
+            self.pixel_threshold = value
+
+    def __call__(self, job: OutputJob) -> None:
+        verdict = job.inspected.verdict.verdict
+        reason = self._archive_reason(job)
+        wanted = self.publish_overlays and not (verdict == PASS and job.busy)
+        if self.publish_overlays and not wanted:
+            self.health.count("overlay_skipped_busy")
+        if not wanted and reason is None:
+            return
+        jpeg = self._overlay(job)
+        if jpeg is not None and wanted:
+            self.outbox.publish_overlay(job.header, jpeg)
+        if reason is not None and not self.archive_worker.offer((job, jpeg, reason)):
+            self.health.count("archive_dropped")
+
+    def _archive_reason(self, job: OutputJob) -> str | None:
+        if self.archive_worker is None:
+            return None
+        verdict = job.inspected.verdict.verdict
+        if verdict == PASS:
+            self._passes += 1
+        return should_archive(verdict, self._passes - 1, self.sample_pass_every, job.capture_requested)
+
+    def _overlay(self, job: OutputJob) -> bytes | None:
+        inspected = job.inspected
+        try:
+            return overlay_jpeg(
+                job.frame.image, inspected.inference, inspected.verdict, self.pixel_threshold, self.style
+            )
+        except OverlayError as exc:
+            self.health.count("overlay_failed")
+            log.warning("station %s frame %s: no overlay: %s", self.station, job.frame.frame_id, exc)
+            return None

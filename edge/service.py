@@ -1,0 +1,295 @@
+"""The inspection service of one station: everything `inp-edge run` starts, in one owner.
+
+Start-up order (cheap and refusable things first, nothing half-started on an error): the config was
+checked by ``load_config``; the model is opened, checked against the contract, warmed up and its
+providers checked; the thresholds are settled; then the sockets are bound and the source opened.
+``run`` blocks until the source ends, ``max_parts`` parts, or ``stop()`` (SIGINT / SIGTERM), drains
+what is in flight, and returns the exit status (0, or 1 when a loop failed fatally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edge.archive import Archive, ArchiveSettings
+from edge.camera.factory import open_source_from_config
+from edge.config import StationConfig
+from edge.control import ControlServer, VerdictRing
+from edge.decision import Thresholds, default_thresholds
+from edge.errors import InpEdgeError
+from edge.health import STOPPED, Health
+from edge.inspector import Inspector
+from edge.metrics import Metrics
+from edge.model.detector import Detector, DetectorSettings, check_providers
+from edge.model.session import LoadedModel, SessionSettings, open_session, resolve_providers
+from edge.outbox import Outbox
+from edge.output_stage import OutputStage
+from edge.pipeline import OutputJob, Pipeline, PipelineSettings
+from edge.publish.messages import VerdictContext, heartbeat_frames, heartbeat_header
+from edge.publish.zmq_publisher import Publisher, PublishSettings
+from edge.watchdog import StationNotify
+from edge.workers import Worker
+
+log = logging.getLogger("inp_edge.service")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    station: str
+    parts: int
+    counters: dict[str, int]
+    wall_s: float
+    exit_status: int
+
+
+def load_model(config: StationConfig) -> LoadedModel:
+    """Open, check and warm up the station's model; refuse a silent fallback to the CPU."""
+    import onnxruntime as ort
+
+    m = config.model
+    settings = SessionSettings(
+        providers=m.providers,
+        intra_op_threads=m.intra_op_threads,
+        cache_dir=config.cache_dir,
+        warmup_runs=m.warmup_runs,
+        spin_wait=m.spin_wait,
+    )
+    requested = resolve_providers(settings.providers, ort.get_available_providers())
+    loaded = open_session(m.path, settings)
+    check_providers(requested, loaded.providers_in_use, allow_cpu_fallback=m.allow_cpu_fallback)
+    return loaded
+
+
+def settle_thresholds(config: StationConfig, loaded: LoadedModel) -> Thresholds:
+    """The station's thresholds, or defaults from the model's good-part statistics (stated)."""
+    meta, given = loaded.info.meta, config.inspection.thresholds
+    default = default_thresholds(meta.score_stats, meta.model_id, min_region_area_px=given.min_region_area_px)
+    if given.image is None:
+        return default if given.pixel is None else Thresholds(**{**asdict(default), "pixel": given.pixel})
+    pixel = given.pixel if given.pixel is not None else given.image
+    return Thresholds(
+        image=given.image,
+        pixel=pixel,
+        min_region_area_px=given.min_region_area_px,
+        center=meta.score_stats.p50,
+        source="station config",
+    )
+
+
+class Service:
+    def __init__(self, config: StationConfig, *, max_parts: int = 0) -> None:
+        self.config = config
+        self.max_parts = max_parts
+        self.health = Health()
+        self._stop = threading.Event()
+        self.pipeline: Pipeline | None = None
+        self.thresholds: Thresholds | None = None
+        self.loaded: LoadedModel | None = None
+        self.source: Any = None
+        self._camera_seen: dict[str, int] = {}
+        self.metrics = Metrics(config.station)
+
+    def stop(self) -> None:
+        """Ask the service to stop (signal-safe: sets flags only)."""
+        self._stop.set()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def run(self) -> RunSummary:
+        started = time.monotonic()
+        config = self.config
+        n = config.notify
+        notify = StationNotify(self.health, stall_s=n.stall_s, engine_build_max_s=n.engine_build_max_s)
+        with notify.model_loading(config.model.providers, config.cache_dir):
+            self.loaded = load_model(config)
+        self.health.set_model_loaded(True)
+        self.metrics.set_model(
+            self.loaded.info.model_id, self.loaded.info.precision, self.loaded.providers_in_use
+        )
+        info = self.loaded.info
+        log.info(
+            "model %s (%s, %s) on %s, loaded in %.1f s",
+            info.model_id, info.precision, info.encoder, ", ".join(self.loaded.providers_in_use), self.loaded.load_s,
+        )  # fmt: skip
+        self.thresholds = settle_thresholds(config, self.loaded)
+        t = self.thresholds
+        log.info("thresholds: image %.5f, pixel %.5f (%s)", t.image, t.pixel, t.source)
+        context = VerdictContext(
+            config.station, config.inspection.product, info.model_id, info.precision, t.source
+        )
+        ring = VerdictRing(config.control.ring_size)
+        with contextlib.ExitStack() as stack:
+            publisher = stack.enter_context(Publisher(self._publish_settings()))
+            if config.metrics.enabled:
+                stack.enter_context(self.metrics.serving(config.metrics.host, config.metrics.port))
+            outbox = Outbox(publisher, ring, context, self.metrics)
+            source = stack.enter_context(open_source_from_config(config.source))
+            self.source = source
+            log.info("source: %s", source.name)
+            archive_worker = self._archive_worker()
+            self.pipeline = self._pipeline(source, outbox, archive_worker)
+            stack.enter_context(self._control_server(ring))
+            stack.callback(lambda: archive_worker and archive_worker.close(2.0))
+            heartbeat = self._start_heartbeat(publisher, outbox)
+            stack.callback(heartbeat.join, 2.0)
+            if self._stop.is_set():
+                self.pipeline.stop()
+            notify.start(armed_for_trigger=False)
+            stack.callback(notify.stop)
+            try:
+                self.pipeline.run()
+            finally:
+                notify.stop()  # STOPPING=1
+                self._stop.set()
+                self.health.set_state(STOPPED)
+                publisher.send_heartbeat(heartbeat_frames(self._heartbeat(outbox)))
+        status = 1 if self.pipeline.fatal is not None else 0
+        snapshot = self.health.snapshot()
+        return RunSummary(
+            config.station, self.pipeline.taken, snapshot.counters, time.monotonic() - started, status
+        )
+
+    def _publish_settings(self) -> PublishSettings:
+        p = self.config.publish
+        return PublishSettings(
+            endpoint=p.endpoint,
+            send_hwm_messages=p.send_hwm_messages,
+            curve_secret_key_file=p.curve_secret_key_file,
+        )
+
+    def _control_server(self, ring: VerdictRing) -> ControlServer:
+        c = self.config.control
+        return ControlServer(
+            c.endpoint,
+            ring=ring,
+            status=self.status,
+            handlers={
+                "capture": self._capture,
+                "trigger": self._trigger,
+                "announce_part": self._announce_part,
+            },
+            allow_remote=c.allow_remote,
+            curve_secret_key_file=c.curve_secret_key_file,
+        )
+
+    def _pipeline(self, source: Any, outbox: Outbox, archive_worker: Worker | None) -> Pipeline:
+        assert self.loaded is not None and self.thresholds is not None
+        inspection, queues = self.config.inspection, self.config.queues
+        detector = Detector(self.loaded, DetectorSettings(roi=inspection.roi, fit=inspection.fit))
+        inspector = Inspector(detector, self.thresholds, inspection.deadline_ms, self.config.station)
+        settings = PipelineSettings(
+            inspect_queue=queues.inspect, output_queue=queues.output, max_parts=self.max_parts
+        )
+        handler = OutputStage(
+            outbox, self.health, self.thresholds.pixel, publish_overlays=self.config.publish.overlays,
+            archive_worker=archive_worker, sample_pass_every=self.config.archive.sample_pass_every,
+            station=self.config.station,
+        )  # fmt: skip
+        return Pipeline(source, inspector, outbox, handler, self.health, settings)
+
+    def _archive_worker(self) -> Worker | None:
+        a = self.config.archive
+        if not a.enabled:
+            return None
+        settings = ArchiveSettings(self.config.archive_folder, int(a.quota_mb * 1e6), a.sample_pass_every)
+        archive = Archive(settings)
+        self.health.set_archive(asdict(archive.status()))
+
+        def save(item: tuple[OutputJob, bytes | None, str]) -> None:
+            job, jpeg, reason = item
+            record_id = f"t{job.frame.wall_time_ns}-s{job.seq}"
+            outcome = archive.save(record_id, job.header, job.frame.image, jpeg, reason)
+            if not outcome.ok:
+                self.health.count("archive_failed")
+            self.health.set_archive(asdict(archive.status()))
+
+        return Worker("archive", save, self.config.queues.output).start()
+
+    def _capture(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.pipeline is None:
+            return {"ok": False, "error": "the pipeline is not running yet"}
+        self.pipeline.request_capture()
+        return {"ok": True, "note": "the next inspected part is archived with reason capture"}
+
+    def _trigger(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A software trigger (camera sources in software-trigger mode), optionally with the part's id."""
+        trigger = getattr(self.source, "trigger", None)
+        if trigger is None:
+            return {
+                "ok": False,
+                "error": "this station's source takes no software trigger",
+                "fix": "use a genicam source",
+            }
+        try:
+            trigger(request.get("part_id"))
+        except InpEdgeError as exc:
+            return {"ok": False, "error": exc.message, "fix": exc.fix}
+        return {"ok": True}
+
+    def _announce_part(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The id of the part whose trigger comes next (matched in order, echoed in its verdict)."""
+        announce = getattr(self.source, "announce_part", None)
+        if announce is None or "part_id" not in request:
+            return {"ok": False, "error": "announce_part needs a part_id and a triggered camera source"}
+        try:
+            announce(request["part_id"])
+        except InpEdgeError as exc:
+            return {"ok": False, "error": exc.message, "fix": exc.fix}
+        return {"ok": True}
+
+    def source_status(self) -> dict[str, Any]:
+        status = getattr(self.source, "status", None)
+        return dict(status()) if callable(status) else {}
+
+    def status(self) -> dict[str, Any]:
+        snapshot = self.health.snapshot()
+        info = self.loaded.info if self.loaded else None
+        return {
+            "station": self.config.station,
+            **asdict(snapshot),
+            "model": None
+            if info is None
+            else {"id": info.model_id, "precision": info.precision, "sha256": info.sha256},
+            "providers": list(self.loaded.providers_in_use) if self.loaded else [],
+            "thresholds": asdict(self.thresholds) if self.thresholds else None,
+            "product": self.config.inspection.product,
+            "output": self.pipeline.output_counters() if self.pipeline else {},
+            "source": {"name": getattr(self.source, "name", ""), **self.source_status()},
+        }
+
+    def _heartbeat(self, outbox: Outbox) -> dict[str, Any]:
+        s = self.health.snapshot()
+        extra = {
+            "archive": s.archive,
+            "product": self.config.inspection.product,
+            "last_verdict": s.last_verdict,
+        }
+        return heartbeat_header(
+            station=self.config.station, seq_last=outbox.last_seq, state=s.state, camera_connected=s.camera_connected,
+            model_loaded=s.model_loaded, fps=s.fps, counters=s.counters, extra=extra, wall_ns=time.time_ns(),
+        )  # fmt: skip
+
+    def _sync_camera_metrics(self, camera: dict[str, Any]) -> None:
+        """Reconnects and lost frames counted by the camera, added to the metrics as they grow."""
+        seen = self._camera_seen
+        now = {key: int(camera.get(key, 0)) for key in ("reconnects", "lost_frames")}
+        for _ in range(now["reconnects"] - seen.get("reconnects", 0)):
+            self.metrics.camera_reconnected()
+        self.metrics.frames_lost(now["lost_frames"] - seen.get("lost_frames", 0))
+        self._camera_seen = now
+
+    def _start_heartbeat(self, publisher: Publisher, outbox: Outbox) -> threading.Thread:
+        period_s = self.config.publish.heartbeat_period_s
+
+        def beat() -> None:
+            while not self._stop.wait(period_s):
+                publisher.send_heartbeat(heartbeat_frames(self._heartbeat(outbox)))
+
+        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        thread.start()
+        return thread
