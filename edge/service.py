@@ -211,6 +211,7 @@ class Service:
         return Worker("archive", save, self.config.queues.output).start()
 
     def _capture(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Archive the next inspected part (reason "capture"), whatever its verdict."""
         if self.pipeline is None:
             return {"ok": False, "error": "the pipeline is not running yet"}
         self.pipeline.request_capture()

@@ -109,7 +109,7 @@ DESCRIPTION = """\
 Subscribe to a station's messages and print one line per verdict, e.g.
 
   line1 seq=41 frame=1041 FAIL score=1.821 raw=0.07311 regions=1 [312,88-356,131 1420px² peak 0.1121]
-  latency_ms queue=0.4 preprocess=3.1 infer=21.4 decide=0.8 capture->publish=27.9   (one line)
+  latency_ms queue_ms=0.4 preprocess_ms=3.1 model_ms=21.4 decide_ms=0.8 ... capture->publish=27.9   (one line)
 
 score is normalised (0 a typical good part, above 1 fails); boxes are in frame pixels.
 Heartbeats (one a second) are summarised: the first, then whenever the state, the camera or the

@@ -20,8 +20,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.camera.frame import Frame, SourceExhausted, now_ns
@@ -42,6 +44,8 @@ from edge.publish.messages import HEARTBEAT, VERDICT, VerdictContext, heartbeat_
 from edge.publish.zmq_publisher import Publisher, PublishSettings
 from edge.tools.line_report import summarise
 
+RING_SIZE = 1000  # the station's default control.ring_size
+
 
 @dataclass(frozen=True)
 class BenchPipelineSettings:
@@ -50,6 +54,7 @@ class BenchPipelineSettings:
     frame_px: int = 512  # side of the drawn camera frames
     window: int = 2  # verdicts outstanding before the next capture
     overlays: bool = True
+    frames: Path | None = None  # replay these images (e.g. the product's good parts); None: drawn washers
     line_load: float = 0.8  # latency blocks: parts arrive at this fraction of the pipeline's capacity
     rate_pps: float = 0.0  # set per latency block from the bare block before it
 
@@ -99,6 +104,16 @@ class GatedFrames:
         return frame
 
 
+def bench_frames(settings: BenchPipelineSettings, count: int = 20) -> list[np.ndarray]:
+    """The camera frames of the run, in memory: images from ``settings.frames``, else drawn washers."""
+    if settings.frames is None:
+        return drawn_frames(settings.frame_px, count)
+    from edge.camera.replay import list_replay_images, to_frame_pixels
+
+    paths = [path for path, _ in list_replay_images(settings.frames)][:count]
+    return [to_frame_pixels(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)) for path in paths]
+
+
 def drawn_frames(frame_px: int, count: int = 20) -> list[np.ndarray]:
     with GeneratedLine(parts=count, size_px=frame_px, defect_fraction=0.2, seed=1) as line:
         return [line.grab(1.0).image for _ in range(count)]
@@ -137,7 +152,7 @@ def pipeline_block(
     health = Health()
     with Publisher(PublishSettings("tcp://127.0.0.1:*")) as publisher:
         context = VerdictContext("bench", "bench", meta.model_id, meta.precision, thresholds.source)
-        outbox = Outbox(publisher, VerdictRing(settings.parts + 1), context)
+        outbox = Outbox(publisher, VerdictRing(RING_SIZE), context)
         subscriber = _Subscriber(publisher, source.gate)
         inspector = Inspector(Detector(loaded), thresholds, deadline_ms=0, station="bench")
         handler = OutputStage(outbox, health, thresholds.pixel) if settings.overlays else None
@@ -214,7 +229,7 @@ def soak(loaded: LoadedModel, settings: BenchPipelineSettings, parts: int) -> di
     """One pipeline run of ``parts`` parts: every verdict received, resident memory from part 1000 on."""
     from dataclasses import replace
 
-    block = pipeline_block(loaded, drawn_frames(settings.frame_px), replace(settings, parts=parts))
+    block = pipeline_block(loaded, bench_frames(settings), replace(settings, parts=parts))
     growth = None if block.rss_mb_at_part_1000 is None else block.rss_mb - block.rss_mb_at_part_1000
     return {"parts": parts, "all_verdicts_received": block.seq_complete, "rss_growth_mb_from_part_1000": growth,
             "block": block.__dict__}  # fmt: skip
@@ -224,7 +239,7 @@ def bench_pipeline(
     loaded: LoadedModel, settings: BenchPipelineSettings, progress: Any = None
 ) -> dict[str, Any]:
     """Alternate bare and pipeline blocks; the medians, ratios and memory in one document."""
-    images = drawn_frames(settings.frame_px)
+    images = bench_frames(settings)
     blocks: list[BlockResult] = []
     from dataclasses import replace
 

@@ -12,8 +12,12 @@ from edge.cli import Command, count_arg
 DESCRIPTION = """\
 Measure the whole inspection path against the bare model, in the same run.
 
+Frames: drawn washers of --frame-px, or the first 20 images of --frames DIR (use the product's good
+parts: with images the model calls defective every part fails and gets its overlay drawn, the
+worst case).
+
   bare       run_model on an already pre-processed input, one call after another.
-  pipeline   drawn camera frames (--frame-px) from memory -> the service's own Pipeline: ROI and
+  pipeline   camera frames from memory -> the service's own Pipeline: ROI and
              pre-processing, model, decision, verdict on a ZeroMQ PUB socket on 127.0.0.1, overlay
              JPEG on the output worker -> a SUB socket in another thread. A part is captured only when
              fewer than --window verdicts are outstanding, so the pipeline runs at its capacity
@@ -43,8 +47,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=count_arg(1), default=3, metavar="N", help="block pairs (default 3)"
     )
     parser.add_argument(
-        "--frame-px", type=count_arg(32), default=512, metavar="PX", help="camera frame side (512)"
+        "--frame-px", type=count_arg(32), default=512, metavar="PX", help="drawn frame side (512)"
     )
+    parser.add_argument(
+        "--frames", type=Path, default=None, metavar="DIR",
+        help="replay the first 20 images of this folder (e.g. the product's good parts) instead of drawn washers",
+    )  # fmt: skip
     parser.add_argument(
         "--window", type=count_arg(1), default=2, metavar="N", help="verdicts in flight (default 2)"
     )
@@ -71,7 +79,9 @@ def _run(args: argparse.Namespace) -> int:
         providers=tuple(args.providers.split(",")), intra_op_threads=args.threads, spin_wait=args.spin_wait
     )
     loaded = open_session(args.model, settings)
-    bench = BenchPipelineSettings(args.parts, args.repeats, args.frame_px, args.window, not args.no_overlays)
+    bench = BenchPipelineSettings(
+        args.parts, args.repeats, args.frame_px, args.window, not args.no_overlays, frames=args.frames
+    )
 
     def progress(done: int, total: int, blocks: list[Any]) -> None:
         text = ", ".join(f"{b.kind} {b.fps:.1f} fps" for b in blocks)
