@@ -328,6 +328,7 @@ def test_stop_without_a_tick_still_says_stopping(listener: NotifyListener) -> No
 
 # --- the real service ---------------------------------------------------------------------------
 
+
 def test_inp_edge_run_notifies_ready_watchdog_status_then_stopping(
     listener: NotifyListener, tmp_path: Path
 ) -> None:
