@@ -25,7 +25,7 @@ from edge.decision import (
     late,
 )
 from edge.errors import InpEdgeError
-from edge.model.detector import Detector, Inference
+from edge.model.detector import Detector, Inference, Prepared
 
 log = logging.getLogger("inp_edge.inspect")
 
@@ -45,7 +45,15 @@ class Inspector:
         self.deadline_ms = deadline_ms
         self.station = station
 
-    def inspect(self, frame: Frame) -> Inspected:
+    def prepare(self, frame: Frame) -> Prepared | Exception:
+        """The pre-processing, ahead of ``inspect`` (the acquire thread does it, overlapping the model
+        run of the part before); a failure is returned, to become that part's ERROR in ``inspect``."""
+        try:
+            return self.detector.prepare(frame)
+        except Exception as exc:  # noqa: BLE001 - reported by inspect() as this frame's verdict
+            return exc
+
+    def inspect(self, frame: Frame, prepared: Prepared | Exception | None = None) -> Inspected:
         dequeued_ns = time.monotonic_ns()
         queue_ms = (dequeued_ns - frame.t_capture_ns) / 1e6
         if is_late(frame.t_capture_ns, dequeued_ns, self.deadline_ms):
@@ -55,7 +63,11 @@ class Inspector:
             )
             return Inspected(_with_latency(verdict, {"queue_ms": queue_ms}), None)
         try:
-            inference = self.detector.infer(frame)
+            if prepared is None:
+                prepared = self.detector.prepare(frame)
+            elif isinstance(prepared, Exception):
+                raise prepared
+            inference = self.detector.run(prepared)
             decide_start_ns = time.perf_counter_ns()
             decision = decide(inference.raw_score, inference.anomaly_map, inference.geometry, self.thresholds)
             decide_ms = (time.perf_counter_ns() - decide_start_ns) / 1e6

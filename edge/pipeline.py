@@ -2,8 +2,9 @@
 
 ::
 
-    acquire thread   source.grab(timeout) → inspect queue (bounded). Full queue: the part becomes an
-                     ERROR "overrun" verdict at once; never a silent drop.
+    acquire thread   source.grab(timeout) → ROI + pre-processing (overlapping the model run of the part
+                     before) → inspect queue (bounded). Full queue: the part becomes an ERROR
+                     "overrun" verdict at once; never a silent drop.
     inspect thread   Inspector.inspect(frame) → Outbox.publish_verdict (urgent) → output job (overlay,
                      archive: best effort, dropped and counted when the output worker falls behind)
 
@@ -27,7 +28,7 @@ from edge.decision import OVERRUN, Verdict, error_verdict
 from edge.errors import SourceError
 from edge.health import RUNNING, STOPPING, Health
 from edge.inspector import Inspected, Inspector
-from edge.workers import Worker
+from edge.workers import BEST_EFFORT_NICE, Worker
 
 log = logging.getLogger("inp_edge.pipeline")
 _END = object()
@@ -79,7 +80,11 @@ class Pipeline:
         self._stop = threading.Event()
         self._captures = 0
         self._lock = threading.Lock()
-        self._output = Worker("output", output_handler, settings.output_queue) if output_handler else None
+        self._output = (
+            Worker("output", output_handler, settings.output_queue, nice=BEST_EFFORT_NICE)
+            if output_handler
+            else None
+        )
         self.taken = 0
         self.fatal: BaseException | None = None
 
@@ -139,11 +144,11 @@ class Pipeline:
                 )
                 continue
             self.health.count("frames")
-            self._enqueue(frame)
+            self._enqueue(frame, self.inspector.prepare(frame))
 
-    def _enqueue(self, frame: Frame) -> None:
+    def _enqueue(self, frame: Frame, prepared: object) -> None:
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait((frame, prepared))
         except queue.Full:
             waiting = self._queue.qsize()
             reason = f"{OVERRUN}: inspect queue full ({waiting} parts waiting)"
@@ -155,9 +160,10 @@ class Pipeline:
             self._publish(verdict)
 
     def _inspect_loop(self) -> None:
-        while (frame := self._queue.get()) is not _END:
+        while (item := self._queue.get()) is not _END:
+            frame, prepared = item
             self.health.inspecting(True)
-            inspected = self.inspector.inspect(frame)  # never raises: a bad frame is an ERROR verdict
+            inspected = self.inspector.inspect(frame, prepared)  # never raises: a bad frame is an ERROR
             self.health.inspecting(False)
             try:
                 seq, header = self._publish(inspected.verdict)

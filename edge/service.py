@@ -18,6 +18,7 @@ from typing import Any
 
 from edge.archive import Archive, ArchiveSettings
 from edge.camera.factory import open_source_from_config
+from edge.camera.genicam_settings import FREE_RUN
 from edge.config import StationConfig
 from edge.control import ControlServer, VerdictRing
 from edge.decision import Thresholds, default_thresholds
@@ -32,8 +33,9 @@ from edge.output_stage import OutputStage
 from edge.pipeline import OutputJob, Pipeline, PipelineSettings
 from edge.publish.messages import VerdictContext, heartbeat_frames, heartbeat_header
 from edge.publish.zmq_publisher import Publisher, PublishSettings
+from edge.usbfs import warn_if_usbfs_low
 from edge.watchdog import StationNotify
-from edge.workers import Worker
+from edge.workers import BEST_EFFORT_NICE, Worker
 
 log = logging.getLogger("inp_edge.service")
 
@@ -128,6 +130,8 @@ class Service:
             if config.metrics.enabled:
                 stack.enter_context(self.metrics.serving(config.metrics.host, config.metrics.port))
             outbox = Outbox(publisher, ring, context, self.metrics)
+            if config.source.kind == "genicam":
+                warn_if_usbfs_low()  # USB3 Vision cameras starve on the kernel's 16 MB default
             source = stack.enter_context(open_source_from_config(config.source))
             self.source = source
             log.info("source: %s", source.name)
@@ -139,7 +143,7 @@ class Service:
             stack.callback(heartbeat.join, 2.0)
             if self._stop.is_set():
                 self.pipeline.stop()
-            notify.start(armed_for_trigger=False)
+            notify.start(armed_for_trigger=self._armed_for_trigger())
             stack.callback(notify.stop)
             try:
                 self.pipeline.run()
@@ -153,6 +157,11 @@ class Service:
         return RunSummary(
             config.station, self.pipeline.taken, snapshot.counters, time.monotonic() - started, status
         )
+
+    def _armed_for_trigger(self) -> bool:
+        """A triggered camera is ready when armed: a quiet trigger line must not hold back READY=1."""
+        source = self.config.source
+        return source.kind == "genicam" and source.genicam.trigger.mode != FREE_RUN
 
     def _publish_settings(self) -> PublishSettings:
         p = self.config.publish
@@ -208,7 +217,7 @@ class Service:
                 self.health.count("archive_failed")
             self.health.set_archive(asdict(archive.status()))
 
-        return Worker("archive", save, self.config.queues.output).start()
+        return Worker("archive", save, self.config.queues.output, nice=BEST_EFFORT_NICE).start()
 
     def _capture(self, request: dict[str, Any]) -> dict[str, Any]:
         """Archive the next inspected part (reason "capture"), whatever its verdict."""

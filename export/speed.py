@@ -149,13 +149,11 @@ def calibration_score_stats(model: INPFormer, input_px: int, images: list[np.nda
 
 
 def calibration_images(input_px: int, count: int = 8) -> list[np.ndarray]:
-    """Drawn parts (export/synthetic.py) at the model's input size, as uint8 (1, H, W, 3) RGB."""
-    import cv2
-
+    """Drawn parts (export/synthetic.py), drawn at the model's input size, as uint8 (1, H, W, 3) RGB."""
     from export.synthetic import draw_part
 
     rng = np.random.default_rng(0)
-    images = [cv2.resize(draw_part(rng, input_px), (input_px, input_px)) for _ in range(count)]
+    images = [draw_part(rng, input_px) for _ in range(count)]  # BGR, input_px × input_px
     return [image[None, :, :, ::-1].copy() for image in images]
 
 

@@ -64,3 +64,18 @@ def test_no_overlays_when_the_station_publishes_none_and_archives_nothing() -> N
     outbox = RecordingOutbox()
     OutputStage(outbox, Health(), 0.5, publish_overlays=False)(job(0, FAIL, busy=False))
     assert outbox.overlays == []
+
+
+def test_best_effort_workers_run_at_a_lower_priority_than_the_loops() -> None:
+    import os
+    import threading
+
+    from edge.workers import Worker
+
+    seen: list[int] = []
+    worker = Worker(
+        "t", lambda job: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())), 4, nice=5
+    )
+    worker.start().offer(1)
+    assert worker.close(2.0)
+    assert seen == [os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 5]

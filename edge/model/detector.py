@@ -34,6 +34,15 @@ class Inference:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A frame made ready for the model."""
+
+    model_input: np.ndarray  # uint8 (S, S, 3) RGB
+    geometry: Geometry
+    preprocess_ms: float
+
+
+@dataclass(frozen=True)
 class DetectorSettings:
     roi: Roi | None = None  # None: the whole frame
     fit: str = "stretch"  # stretch | letterbox (edge/model/preprocess.py)
@@ -41,7 +50,7 @@ class DetectorSettings:
 
 
 class Detector:
-    """Runs one loaded model on frames; not thread-safe (one inspect thread owns it)."""
+    """Runs one loaded model on frames: ``prepare`` may run on another thread than ``run``."""
 
     def __init__(self, loaded: LoadedModel, settings: DetectorSettings = DetectorSettings()) -> None:
         self.loaded = loaded
@@ -49,7 +58,8 @@ class Detector:
         self._preprocess = loaded.info.meta.preprocess
         self._crop_px = loaded.info.meta.crop_px
 
-    def infer(self, frame: Frame) -> Inference:
+    def prepare(self, frame: Frame) -> Prepared:
+        """ROI and THE pre-processing (thread-safe: the acquire thread may do it for the next part)."""
         started_ns = time.perf_counter_ns()
         model_input, geometry = preprocess_frame(
             frame.image,
@@ -58,18 +68,25 @@ class Detector:
             roi=self.settings.roi,
             fit=self.settings.fit,
         )
-        preprocessed_ns = time.perf_counter_ns()
-        outputs = run_model(self.loaded, model_input)
-        done_ns = time.perf_counter_ns()
+        return Prepared(model_input, geometry, (time.perf_counter_ns() - started_ns) / 1e6)
+
+    def run(self, prepared: Prepared) -> Inference:
+        """The model on a prepared input (one thread at a time)."""
+        started_ns = time.perf_counter_ns()
+        outputs = run_model(self.loaded, prepared.model_input)
+        model_ms = (time.perf_counter_ns() - started_ns) / 1e6
         features = outputs.get(c.OUTPUT_PATCH_FEATURES) if self.settings.want_features else None
         return Inference(
             anomaly_map=outputs[c.OUTPUT_ANOMALY_MAP][0],
             raw_score=float(outputs[c.OUTPUT_PRED_SCORE][0]),
-            geometry=geometry,
+            geometry=prepared.geometry,
             patch_features=None if features is None else features[0],
-            preprocess_ms=(preprocessed_ns - started_ns) / 1e6,
-            model_ms=(done_ns - preprocessed_ns) / 1e6,
+            preprocess_ms=prepared.preprocess_ms,
+            model_ms=model_ms,
         )
+
+    def infer(self, frame: Frame) -> Inference:
+        return self.run(self.prepare(frame))
 
 
 def check_providers(requested: Sequence[str], in_use: Sequence[str], *, allow_cpu_fallback: bool) -> None:
