@@ -20,7 +20,15 @@ from edge.config_checks import ConfigIssue, cross_checks, issues_error
 from edge.config_schema import DEFAULTS as D
 from edge.config_schema import KEYS, KEYS_BY_PATH, Key, allowed_text, children, reference_markdown
 from edge.config_values import check_value, resolve_path
-from edge.config_yaml import FILE, config_to_dict, config_to_yaml, join_path, parse_yaml, with_line
+from edge.config_yaml import (
+    FILE,
+    config_to_dict,
+    config_to_yaml,
+    join_path,
+    parse_yaml,
+    read_yaml_text,
+    with_line,
+)
 from edge.model.preprocess import Roi
 
 
@@ -200,11 +208,9 @@ SECTION_TYPES: dict[str, type] = {
 def check_config_file(path: str | Path) -> tuple[StationConfig | None, list[ConfigIssue]]:
     """(the config, []) when ``path`` is a valid station config, else (None, every issue found)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, [ConfigIssue(FILE, f"cannot read {path}: {reason}", "a readable UTF-8 YAML file")]
+    text, issues = read_yaml_text(path)
+    if text is None:
+        return None, issues
     base_dir = resolve_path(".", path.absolute().parent)
     return check_config_text(text, base_dir)
 

@@ -21,6 +21,15 @@ from edge.config_values import resolve_path
 FILE = "(file)"  # key path of an issue with the file as a whole
 
 
+def read_yaml_text(path: Path) -> tuple[str | None, list[ConfigIssue]]:
+    """The text of a config or profile file, or (None, the issue saying why it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8"), []
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [ConfigIssue(FILE, f"cannot read {path}: {reason}", "a readable UTF-8 YAML file")]
+
+
 def parse_yaml(text: str) -> tuple[Any, dict[str, int], list[ConfigIssue]]:
     """(data, line of each key path, issues): a syntax error gives its line and column."""
     loader = yaml.SafeLoader(text)

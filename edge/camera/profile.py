@@ -32,7 +32,7 @@ from typing import Any
 
 from edge.camera.pixel_format import SUPPORTED
 from edge.config_checks import ConfigIssue, issues_error
-from edge.config_yaml import FILE, parse_yaml, with_line
+from edge.config_yaml import FILE, parse_yaml, read_yaml_text, with_line
 
 PROFILE_SCHEMA = 1
 PROFILE_KEY = "profile"  # a YAML mapping with this top-level key is a profile, not a station config
@@ -83,12 +83,8 @@ def is_profile_document(data: Any) -> bool:
 def check_profile_file(path: str | Path) -> tuple[CameraProfile | None, list[ConfigIssue]]:
     """(the profile, []) when ``path`` is a valid camera profile, else (None, every issue found)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, [ConfigIssue(FILE, f"cannot read {path}: {reason}", "a readable UTF-8 YAML file")]
-    return check_profile_text(text, path)
+    text, issues = read_yaml_text(path)
+    return (None, issues) if text is None else check_profile_text(text, path)
 
 
 def check_profile_text(text: str, path: Path | None = None) -> tuple[CameraProfile | None, list[ConfigIssue]]:
