@@ -48,20 +48,14 @@ FRAME_FORMATS = ("png", "tiff", "bmp")  # lossless only: the archive keeps what 
 @dataclass(frozen=True)
 class ArchiveSettings:
     folder: Path
-    quota_bytes: int
-    sample_pass_every: int = 0  # 0: no passes; N: the first pass, then every Nth
+    quota_bytes: int  # the station config's archive.quota_mb × 10⁶
     frame_format: str = "png"
 
     def __post_init__(self) -> None:
         if self.quota_bytes <= 0:
             raise ConfigError(
-                f"archive.quota_bytes is {self.quota_bytes}; it must be positive",
-                fix="set archive.quota_bytes to the bytes the archive may use (e.g. 2000000000)",
-            )
-        if self.sample_pass_every < 0:
-            raise ConfigError(
-                f"archive.sample_pass_every is {self.sample_pass_every}; it must be 0 (no passes) or more",
-                fix="set archive.sample_pass_every to 0, or N to keep every Nth pass",
+                f"archive quota of {self.quota_bytes} bytes; it must be positive",
+                fix="set archive.quota_mb in the station config to the megabytes the archive may use",
             )
         if self.frame_format not in FRAME_FORMATS:
             raise ConfigError(
@@ -160,9 +154,7 @@ class Archive:
         size = sum(len(data) for _, data in blobs)
         if size > self.settings.quota_bytes:
             detail = f"record {record_id} of {size} bytes is larger than the whole quota of {self.settings.quota_bytes}"
-            return self._failed(
-                record_id, reason, f"archive {self.folder}: {detail}; raise archive.quota_bytes"
-            )
+            return self._failed(record_id, reason, f"archive {self.folder}: {detail}; raise archive.quota_mb")
         day = time.strftime("%Y%m%d", time.localtime(wall_ns / 1e9))
         try:
             evicted = self._make_room(f"{day}/{record_id}", size)

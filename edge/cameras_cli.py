@@ -6,9 +6,12 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.cli import Command
+
+if TYPE_CHECKING:
+    from edge.camera.genicam_select import DeviceSummary
 
 DESCRIPTION = """\
 List the GenTL producers (.cti) and the cameras they find: vendor, model, serial number, user-defined
@@ -53,31 +56,31 @@ def _run(args: argparse.Namespace) -> int:
     producers = producer_files(tuple(args.producer))
     harvester = open_harvester(producers)
     try:
-        devices = [asdict(device) for device in list_devices(harvester)]
-        for device in devices:
-            device["details"] = None if args.no_open else probe(harvester, device["index"])
+        devices = list_devices(harvester)
+        details = [None if args.no_open else probe(harvester, device) for device in devices]
     finally:
         harvester.reset()
     if args.json:
-        print(json.dumps({"producers": [str(path) for path in producers], "cameras": devices}, indent=2))
+        cameras = [
+            asdict(device) | {"details": found} for device, found in zip(devices, details, strict=True)
+        ]
+        print(json.dumps({"producers": [str(path) for path in producers], "cameras": cameras}, indent=2))
     else:
-        print(report(producers, devices))
+        print(report(producers, devices, details))
     return 0 if devices else 1
 
 
-def probe(harvester: Any, index: int) -> dict[str, Any]:
-    """Pixel formats, size and trigger nodes of device ``index``, or {"error": why} when it cannot open."""
-    import signal
+def probe(harvester: Any, device: DeviceSummary) -> dict[str, Any]:
+    """Pixel formats, size and trigger nodes of ``device``, or {"error": why} when it cannot open."""
+    from edge.camera.genicam_device import create
+    from edge.camera.genicam_nodes import first_line
+    from edge.camera.genicam_select import DeviceNotFound
 
-    previous = signal.getsignal(signal.SIGINT)
     try:
-        acquirer = harvester.create(index)
-    except Exception as exc:  # noqa: BLE001 - a camera in use or unreachable is listed with the reason
-        return {
-            "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        }
-    finally:
-        signal.signal(signal.SIGINT, previous)  # harvesters installs its own handler in the main thread
+        acquirer = create(harvester, device)
+    except DeviceNotFound as exc:  # a camera in use or unreachable is listed with the reason
+        cause = exc.__cause__ or exc
+        return {"error": f"{type(cause).__name__}: {first_line(cause)}"}
     try:
         return _details(acquirer.remote_device.node_map)
     finally:
@@ -85,37 +88,31 @@ def probe(harvester: Any, index: int) -> dict[str, Any]:
 
 
 def _details(node_map: Any) -> dict[str, Any]:
-    def value(name: str, attribute: str = "value") -> Any:
-        try:
-            return getattr(node_map.get_node(name), attribute) if node_map.has_node(name) else None
-        except Exception:  # noqa: BLE001 - an unreadable node is shown as unknown
-            return None
+    from edge.camera.genicam_nodes import read_node
 
-    formats = value("PixelFormat", "symbolics")
-    sources = value("TriggerSource", "symbolics")
+    formats = read_node(node_map, "PixelFormat", "symbolics")
+    sources = read_node(node_map, "TriggerSource", "symbolics")
     return {
         "pixel_formats": list(formats) if formats else [],
-        "pixel_format": value("PixelFormat"),
-        "width": value("Width"),
-        "height": value("Height"),
-        "width_max": value("Width", "max"),
-        "height_max": value("Height", "max"),
+        "pixel_format": read_node(node_map, "PixelFormat"),
+        "width": read_node(node_map, "Width"),
+        "height": read_node(node_map, "Height"),
+        "width_max": read_node(node_map, "Width", "max"),
+        "height_max": read_node(node_map, "Height", "max"),
         "trigger_nodes": [name for name in TRIGGER_NODES if node_map.has_node(name)],
         "trigger_sources": list(sources) if sources else [],
     }
 
 
-def report(producers: tuple[Path, ...], devices: list[dict[str, Any]]) -> str:
+def report(
+    producers: tuple[Path, ...], devices: list[DeviceSummary], details: list[dict[str, Any] | None]
+) -> str:
     lines = [f"producers: {', '.join(str(path) for path in producers)}"]
     if not devices:
         lines.append("no camera found (check the cable, power, and for GigE Vision the network settings)")
-    for device in devices:
-        user = f", user name {device['user_name']!r}" if device["user_name"] else ""
-        lines.append(
-            f"[{device['index']}] {device['vendor']} {device['model']}, serial {device['serial_number']!r}{user}, "
-            f"id {device['id']!r}, {device['tl_type']}, {device['access']}  ({Path(device['producer']).name})"
-        )
-        lines.append(f"    {_details_text(device['details'])}")
+    for device, found in zip(devices, details, strict=True):
+        lines.append(f"{device.describe()}  ({Path(device.producer).name})")
+        lines.append(f"    {_details_text(found)}")
     return "\n".join(lines)
 
 

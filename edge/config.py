@@ -9,58 +9,29 @@ are relative to the config file's folder and are stored absolute.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.atomic import write_text_atomic
-from edge.config_checks import ConfigIssue, cross_checks, issues_error
+from edge.camera.genicam_settings import DeviceSelector, GenICamSettings, TriggerSettings
+from edge.config_checks import ConfigIssue, cross_checks, issues_error, unknown_key
 from edge.config_schema import DEFAULTS as D
-from edge.config_schema import KEYS, KEYS_BY_PATH, Key, allowed_text, children, reference_markdown
+from edge.config_schema import KEYS, Key, allowed_text, children, reference_markdown
 from edge.config_values import check_value, resolve_path
 from edge.config_yaml import (
     FILE,
     config_to_dict,
     config_to_yaml,
-    join_path,
     parse_yaml,
     read_yaml_text,
     with_line,
 )
 from edge.model.preprocess import Roi
 
-
-@dataclass(frozen=True)
-class GenICamDeviceConfig:
-    serial_number: str | None = D["source.genicam.device.serial_number"]
-    id: str | None = D["source.genicam.device.id"]
-    user_name: str | None = D["source.genicam.device.user_name"]
-    index: int | None = D["source.genicam.device.index"]
-
-
-@dataclass(frozen=True)
-class GenICamTriggerConfig:
-    mode: str = D["source.genicam.trigger.mode"]
-    selector: str = D["source.genicam.trigger.selector"]
-    source: str = D["source.genicam.trigger.source"]
-    activation: str = D["source.genicam.trigger.activation"]
-    delay_us: float = D["source.genicam.trigger.delay_us"]
-    timeout_s: float = D["source.genicam.trigger.timeout_s"]
-
-
-@dataclass(frozen=True)
-class GenICamConfig:
-    producers: tuple[Path, ...] = D["source.genicam.producers"]
-    device: GenICamDeviceConfig = field(default_factory=GenICamDeviceConfig)
-    profile: Path | None = D["source.genicam.profile"]
-    trigger: GenICamTriggerConfig = field(default_factory=GenICamTriggerConfig)
-    fetch_timeout_s: float = D["source.genicam.fetch_timeout_s"]
-    frame_timeout_s: float = D["source.genicam.frame_timeout_s"]
-    buffers: int = D["source.genicam.buffers"]
-    reconnect_backoff_max_s: float = D["source.genicam.reconnect_backoff_max_s"]
-    start_timeout_s: float = D["source.genicam.start_timeout_s"]
+# source.genicam and its device / trigger sections are the camera's own settings values
+# (edge/camera/genicam_settings.py: GenICamSettings, DeviceSelector, TriggerSettings).
 
 
 @dataclass(frozen=True)
@@ -73,7 +44,7 @@ class SourceConfig:
     seed: int = D["source.seed"]
     path: Path | None = D["source.path"]
     loop: bool = D["source.loop"]
-    genicam: GenICamConfig = field(default_factory=GenICamConfig)
+    genicam: GenICamSettings = field(default_factory=GenICamSettings)
 
 
 @dataclass(frozen=True)
@@ -116,6 +87,7 @@ class PublishConfig:
     overlays: bool = D["publish.overlays"]
     heartbeat_period_s: float = D["publish.heartbeat_period_s"]
     curve_secret_key_file: Path | None = D["publish.curve_secret_key_file"]
+    curve_clients_dir: Path | None = D["publish.curve_clients_dir"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +96,7 @@ class ControlConfig:
     ring_size: int = D["control.ring_size"]
     allow_remote: bool = D["control.allow_remote"]
     curve_secret_key_file: Path | None = D["control.curve_secret_key_file"]
+    curve_clients_dir: Path | None = D["control.curve_clients_dir"]
 
 
 @dataclass(frozen=True)
@@ -179,18 +152,14 @@ class StationConfig:
         """Where archived images go: ``archive.folder``, else ``<state_dir>/archive``."""
         return self.archive.folder or self.state_dir / "archive"
 
-    @property
-    def products_dir(self) -> Path:
-        return self.state_dir / "products"
-
 
 # The dataclass of each section; its field names are the section's key names (a test checks it).
 SECTION_TYPES: dict[str, type] = {
     "": StationConfig,
     "source": SourceConfig,
-    "source.genicam": GenICamConfig,
-    "source.genicam.device": GenICamDeviceConfig,
-    "source.genicam.trigger": GenICamTriggerConfig,
+    "source.genicam": GenICamSettings,
+    "source.genicam.device": DeviceSelector,
+    "source.genicam.trigger": TriggerSettings,
     "model": ModelConfig,
     "inspection": InspectionConfig,
     "inspection.roi": Roi,
@@ -290,16 +259,8 @@ def _default_value(key: Key, base_dir: Path) -> Any:
 
 
 def _unknown_key(section: str, name: Any, names: list[str]) -> ConfigIssue:
-    path = join_path(section, str(name))
-    close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
     elsewhere = [key.path for key in KEYS if key.name == name and key.parent != section]
-    hint = ""
-    if close:
-        hint = f"; did you mean {join_path(section, close[0])}?"
-    elif elsewhere:
-        where = KEYS_BY_PATH[elsewhere[0]].parent or "the top level"
-        hint = f"; did you mean {elsewhere[0]}? (it belongs in {where})"
-    return ConfigIssue(path, f"unknown key{hint}", "keys here: " + ", ".join(names))
+    return unknown_key(section, name, names, elsewhere)
 
 
 def _build(section: str, values: Mapping[str, Any]) -> Any:
@@ -321,9 +282,6 @@ __all__ = [
     "ArchiveConfig",
     "ConfigIssue",
     "ControlConfig",
-    "GenICamConfig",
-    "GenICamDeviceConfig",
-    "GenICamTriggerConfig",
     "InspectionConfig",
     "LoggingConfig",
     "MetricsConfig",

@@ -10,7 +10,8 @@ like a profile file; its Width and Height give the frame size).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ def issues_error(what: str, path: object, issues: list[ConfigIssue], reference: 
         f"{what} {path} has {len(issues)} problem(s):\n{listing}",
         fix=f"correct them (reference: {reference}) and run `inp-edge check-config {path}`",
     )
+
+
+def unknown_key(section: str, name: Any, names: Sequence[str], elsewhere: Sequence[str] = ()) -> ConfigIssue:
+    """The issue of a key ``section`` does not have: the nearest name there, else where it belongs.
+
+    ``elsewhere``: full paths of keys with this name in other sections (a station config's schema knows
+    them; a camera profile has none).
+    """
+    path = f"{section}.{name}" if section else str(name)
+    close = difflib.get_close_matches(str(name), list(names), n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        hint = f"; did you mean {section + '.' if section else ''}{close[0]}?"
+    elif elsewhere:
+        where = elsewhere[0].rpartition(".")[0] or "the top level"
+        hint = f"; did you mean {elsewhere[0]}? (it belongs in {where})"
+    return ConfigIssue(path, f"unknown key{hint}", "keys here: " + ", ".join(names))
 
 
 def cross_checks(values: Mapping[str, Any]) -> list[ConfigIssue]:

@@ -17,7 +17,7 @@ from typing import Any
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SOURCE_KINDS = ("generated", "replay", "genicam")
-# The same as edge.camera.genicam_settings.TRIGGER_MODES (a test checks it).
+# In this order edge.camera.genicam_settings names them FREE_RUN, SOFTWARE, LINE.
 TRIGGER_MODES = ("free-run", "software", "line")
 TRIGGER_ACTIVATIONS = ("RisingEdge", "FallingEdge", "AnyEdge", "LevelHigh", "LevelLow")
 FITS = ("stretch", "letterbox")  # the same as edge.model.preprocess.FITS (a test checks it)
@@ -88,6 +88,8 @@ def _section(path: str, meaning: str, *, nullable: bool = False) -> Key:
 # fmt: off
 _ENDPOINT = "ZeroMQ endpoint the station binds"
 _CURVE = "CURVE secret key file (zmq.auth certificate); null = no encryption"
+_CURVE_CLIENTS = ("with CURVE: a folder of the gateways' public `.key` files; only they may connect; "
+                  "null = any client that has the station's public key")
 KEYS: tuple[Key, ...] = (
     Key("station", "name", REQUIRED, "station name; topic prefix of every message (`<station>/verdict`)"),
     Key("state_dir", "path", "./state", "products, the archive and caches; created when missing",
@@ -179,12 +181,14 @@ KEYS: tuple[Key, ...] = (
     Key("publish.heartbeat_period_s", "float", 1.0, "time between heartbeats", unit="s", low=0,
         low_exclusive=True),
     Key("publish.curve_secret_key_file", "path", None, _CURVE, nullable=True, path_is="file"),
+    Key("publish.curve_clients_dir", "path", None, _CURVE_CLIENTS, nullable=True, path_is="folder"),
     _section("control", "request / reply socket: status, missed verdicts by seq"),
     Key("control.endpoint", "endpoint", "tcp://127.0.0.1:5557", _ENDPOINT + " for REP"),
     Key("control.ring_size", "int", 1000, "recent verdicts kept for gap recovery", unit="verdicts", low=1,
         high=1_000_000),
     Key("control.allow_remote", "bool", False, "allow a non-local tcp endpoint without CURVE"),
     Key("control.curve_secret_key_file", "path", None, _CURVE, nullable=True, path_is="file"),
+    Key("control.curve_clients_dir", "path", None, _CURVE_CLIENTS, nullable=True, path_is="folder"),
     _section("archive", "images of fail / error / sampled pass parts"),
     Key("archive.enabled", "bool", True, "keep images of fail and error parts"),
     Key("archive.folder", "path", None, "where archived images go; null = `<state_dir>/archive`",

@@ -17,16 +17,19 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from edge.config_schema import DEFAULTS
+from edge.config_values import parse_endpoint
 from edge.errors import ConfigError, InpEdgeError, PublishError
 from edge.publish.messages import encode_header, iso_utc
+from edge.publish.sockets import SocketOwner, bind_secured
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5571"
-DEFAULT_RING_CAPACITY = 10000  # verdict headers kept for recovery (~1-2 kB each as JSON)
+DEFAULT_RING_CAPACITY = DEFAULTS["control.ring_size"]  # verdict headers kept for recovery (~1 kB each)
 MAX_VERDICTS_PER_REQUEST = 500
 MAX_REQUEST_BYTES = 65536
 POLL_MS = 100  # close() returns within about this
@@ -44,13 +47,8 @@ class RequestError(InpEdgeError):
 
 def is_local_endpoint(endpoint: str) -> bool:
     """Whether only this machine can reach ``endpoint`` (ipc, inproc, tcp on loopback)."""
-    transport, _, address = endpoint.partition("://")
-    if transport in ("ipc", "inproc"):
-        return True
-    if transport != "tcp":
-        return False
-    host = address.rpartition(":")[0].strip("[]")
-    return host in ("localhost", "lo", "::1") or host.startswith("127.")
+    parsed = parse_endpoint(endpoint)
+    return parsed is not None and parsed.is_local()
 
 
 def int_arg(request: Mapping[str, Any], name: str, *, default: int | None = None, minimum: int = 0) -> int:
@@ -73,8 +71,8 @@ class VerdictRing:
         self._lock = threading.Lock()
         self._items: OrderedDict[int, bytes] = OrderedDict()
 
-    def add(self, seq: int, header: Mapping[str, Any]) -> None:
-        encoded = encode_header(header)
+    def add(self, seq: int, encoded: bytes) -> None:
+        """Keep the verdict header of ``seq`` as the JSON bytes that were sent."""
         with self._lock:
             self._items.pop(seq, None)
             self._items[seq] = encoded
@@ -100,7 +98,7 @@ class VerdictRing:
             return len(self._items)
 
 
-class ControlServer:
+class ControlServer(SocketOwner):
     """The REP socket (context manager); ``handle`` is the socket-free core."""
 
     def __init__(
@@ -138,20 +136,7 @@ class ControlServer:
                 raise ConfigError(f"control command {name!r} is built in and cannot be replaced")
             self._handlers[name] = handler
         self._stop = threading.Event()
-        self._started = threading.Event()
-        self._start_error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name=f"control {endpoint}", daemon=True)
-
-    def __enter__(self) -> ControlServer:
-        self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            self._thread.join()
-            raise self._start_error
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._start_owner(f"control {endpoint}")
 
     def close(self, timeout_s: float = 1.0) -> None:
         self._stop.set()
@@ -182,6 +167,8 @@ class ControlServer:
         if not isinstance(result, Mapping):
             log.error("control: handler of %s returned %s, not a mapping", command, type(result).__name__)
             return _error(f"{command} failed: its handler returned no object", "see the service log (a bug)")
+        if "ok" in result:  # failures are raised (RequestError), so a reply cannot claim both
+            log.error("control: handler of %s returned its own 'ok'; raise RequestError instead", command)
         return {"ok": True, **{key: value for key, value in result.items() if key != "ok"}}
 
     def _ping(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -224,16 +211,13 @@ class ControlServer:
         socket.maxmsgsize = MAX_REQUEST_BYTES
         authenticator = None
         try:
-            authenticator = self._secure(context, socket)
-            socket.bind(self.endpoint)
-            self.bound_endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        except (zmq.ZMQError, PublishError) as exc:
-            from edge.publish.zmq_publisher import bind_failure
-
-            self._start_error = (
-                exc if isinstance(exc, PublishError) else bind_failure(self.endpoint, exc, "control")
+            secret_key_file, clients_dir = self._curve
+            self.bound_endpoint, authenticator = bind_secured(
+                context, socket, self.endpoint, "control", secret_key_file, clients_dir
             )
-        self._started.set()
+            self._ready()
+        except PublishError as exc:
+            self._ready(exc)
         try:
             if self._start_error is None:
                 log.info("control socket on %s", self.bound_endpoint)
@@ -245,15 +229,6 @@ class ControlServer:
             if authenticator is not None:
                 authenticator.stop()
             context.term()
-
-    def _secure(self, context: Any, socket: Any) -> Any:
-        secret_key_file, clients_dir = self._curve
-        if secret_key_file is None:
-            return None
-        from edge.publish.curve import make_server, start_authenticator
-
-        make_server(socket, secret_key_file, role="control")
-        return start_authenticator(context, clients_dir) if clients_dir is not None else None
 
     def _serve(self, socket: Any) -> None:
         import zmq
@@ -321,3 +296,30 @@ def request(
     if not isinstance(reply, dict):
         raise ControlError(f"the reply from {endpoint} is not a JSON object")
     return reply
+
+
+def fetch_verdicts(
+    endpoint: str,
+    first: int,
+    last: int,
+    *,
+    timeout_s: float = 2.0,
+    curve_server_key_file: Any = None,
+    curve_client_key_file: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Every reply page of a ``verdicts`` request for ``first..last`` (following ``next_from_seq``).
+
+    ``ControlError`` when the station does not answer, ``RequestError`` when it refuses.
+    """
+    from_seq: int | None = first
+    while from_seq is not None:
+        payload = {"cmd": "verdicts", "from_seq": from_seq, "to_seq": last}
+        reply = request(
+            endpoint, payload, timeout_s=timeout_s,
+            curve_server_key_file=curve_server_key_file, curve_client_key_file=curve_client_key_file,
+        )  # fmt: skip
+        if not reply.get("ok"):
+            raise RequestError(f"control {endpoint} refused seq {from_seq}..{last}: {reply.get('error')}",
+                               fix=str(reply.get("fix", "")))  # fmt: skip
+        yield reply
+        from_seq = reply.get("next_from_seq")

@@ -31,6 +31,13 @@ VERDICTS = (PASS, FAIL, ERROR)
 # Reasons of an ERROR verdict (a free-text detail may follow after ": ").
 OVERRUN, LATE, EXCEPTION, CAMERA_LOST, STALE = "overrun", "late", "exception", "camera-lost", "stale-frame"
 MISSED_TRIGGER = "missed-trigger"
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of an ERROR reason without its free-text detail ("late: 310 ms > ..." → "late")."""
+    return reason.split(":", 1)[0].strip() or "unknown"
+
+
 MAX_REGIONS = 16
 
 # Default thresholds when the station config sets none, from the artifact's training good-part

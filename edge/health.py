@@ -13,6 +13,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from edge.decision import reason_kind
+
 STARTING, RUNNING, STOPPING, STOPPED = "starting", "running", "stopping", "stopped"
 FPS_WINDOW_S = 5.0
 
@@ -52,10 +54,6 @@ class Health:
         with self._lock:
             self._state = state
 
-    @property
-    def state(self) -> str:
-        return self._state
-
     def set_camera(self, connected: bool) -> None:
         with self._lock:
             self._camera_connected = connected
@@ -86,9 +84,9 @@ class Health:
             self._counters["parts"] += 1
             self._counters[verdict] += 1
             if reason:
-                self._counters[f"error_{reason.split(':')[0]}"] += 1
+                self._counters[f"error_{reason_kind(reason)}"] += 1
             self._verdict_times_ns.append(now)
-            self._last_verdict = verdict if not reason else f"{verdict} ({reason.split(':')[0]})"
+            self._last_verdict = verdict if not reason else f"{verdict} ({reason_kind(reason)})"
             self._last_seq = seq
         self.progress_ns = now
 

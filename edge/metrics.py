@@ -25,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-from edge.decision import ERROR, LATE, OVERRUN, VERDICTS, Verdict
+from edge.decision import ERROR, LATE, OVERRUN, VERDICTS, Verdict, reason_kind
 from edge.errors import ConfigError
 
 log = logging.getLogger("inp_edge.metrics")
@@ -35,7 +35,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 def error_reason(verdict: Verdict) -> str:
     """The reason's kind, without its free-text detail ("late: 310 ms > ..." → "late")."""
-    return verdict.reason.split(":", 1)[0].strip() or "unknown"
+    return reason_kind(verdict.reason)
 
 
 def stage_name(key: str) -> str:
@@ -118,6 +118,11 @@ class Metrics:
     def frames_lost(self, count: int) -> None:
         if count > 0:
             self.lost_frames.inc(count)
+
+    @property
+    def port(self) -> int | None:
+        """The port /metrics is served on, None when not serving."""
+        return None if self._server is None else int(self._server.server_port)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` (0: a free port) in a daemon thread; the bound port."""

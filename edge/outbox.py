@@ -45,25 +45,24 @@ class Outbox:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
-    def set_context(self, context: VerdictContext) -> None:
-        """A new product or threshold source for the verdicts from now on."""
-        with self._lock:
-            self.context = context
-
     def publish_verdict(self, verdict: Verdict) -> tuple[int, dict[str, Any]]:
         with self._lock:
             now_ns = time.monotonic_ns()
             stages = {**verdict.latency_ms, "capture_to_publish_ms": (now_ns - verdict.t_capture_ns) / 1e6}
             seq = self._next_seq
+            final = replace(verdict, latency_ms=stages)
             header = verdict_header(
-                replace(verdict, latency_ms=stages),
+                final,
                 seq=seq,
                 context=self.context,
                 publish_wall_ns=time.time_ns(),
             )
-            self.ring.add(seq, header)
-            self.publisher.send_verdict(verdict_frames(header))
+            frames = verdict_frames(header)
+            self.ring.add(seq, frames[1])  # the JSON is encoded once, for the socket and the ring
+            self.publisher.send_verdict(frames)
             self._next_seq += 1
+        if self.metrics is not None:
+            self.metrics.observe_verdict(final, self.context.product)
         return seq, header
 
     def publish_overlay(self, header: dict[str, Any], jpeg: bytes) -> None:

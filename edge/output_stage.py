@@ -3,15 +3,16 @@
 Runs on the output worker thread (edge/workers.py), one job per published verdict. Overlays of
 fails and errors are always drawn. A pass's overlay is skipped when the station is busy, i.e. when
 parts were already waiting in the inspect queue as this one was decided: drawing and encoding it
-costs CPU the next part's inspection needs (on a 2-core device a 512 px overlay is about 15 % of an
-INT8 model run). Skipped overlays are counted (``overlay_skipped_busy``); a pass the archive keeps
+costs CPU the next part's inspection needs (``overlay_ms`` keeps the recent render + encode times;
+``inp-edge bench-pipeline`` reports them beside the model's). Skipped overlays are counted (``overlay_skipped_busy``); a pass the archive keeps
 (a sample, a capture) is drawn anyway.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
+from collections import deque
 
 from edge.archive import should_archive
 from edge.decision import PASS
@@ -47,11 +48,7 @@ class OutputStage:
         self.style = style
         self.station = station
         self._passes = 0
-        self._lock = threading.Lock()
-
-    def set_pixel_threshold(self, value: float) -> None:
-        with self._lock:
-            self.pixel_threshold = value
+        self.overlay_ms: deque[float] = deque(maxlen=1000)  # render + JPEG time of recent overlays
 
     def __call__(self, job: OutputJob) -> None:
         verdict = job.inspected.verdict.verdict
@@ -77,10 +74,13 @@ class OutputStage:
 
     def _overlay(self, job: OutputJob) -> bytes | None:
         inspected = job.inspected
+        started_ns = time.perf_counter_ns()
         try:
-            return overlay_jpeg(
+            jpeg = overlay_jpeg(
                 job.frame.image, inspected.inference, inspected.verdict, self.pixel_threshold, self.style
             )
+            self.overlay_ms.append((time.perf_counter_ns() - started_ns) / 1e6)
+            return jpeg
         except OverlayError as exc:
             self.health.count("overlay_failed")
             log.warning("station %s frame %s: no overlay: %s", self.station, job.frame.frame_id, exc)

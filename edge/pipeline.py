@@ -91,10 +91,6 @@ class Pipeline:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def request_capture(self) -> None:
         """Archive the next inspected part with reason "capture" (control socket)."""
         with self._lock:

@@ -20,9 +20,8 @@ from edge.archive import Archive, ArchiveSettings
 from edge.camera.factory import open_source_from_config
 from edge.camera.genicam_settings import FREE_RUN
 from edge.config import StationConfig
-from edge.control import ControlServer, VerdictRing
+from edge.control import ControlServer, RequestError, VerdictRing
 from edge.decision import Thresholds, default_thresholds
-from edge.errors import InpEdgeError
 from edge.health import STOPPED, Health
 from edge.inspector import Inspector
 from edge.metrics import Metrics
@@ -169,6 +168,7 @@ class Service:
             endpoint=p.endpoint,
             send_hwm_messages=p.send_hwm_messages,
             curve_secret_key_file=p.curve_secret_key_file,
+            curve_clients_dir=p.curve_clients_dir,
         )
 
     def _control_server(self, ring: VerdictRing) -> ControlServer:
@@ -184,6 +184,7 @@ class Service:
             },
             allow_remote=c.allow_remote,
             curve_secret_key_file=c.curve_secret_key_file,
+            curve_clients_dir=c.curve_clients_dir,
         )
 
     def _pipeline(self, source: Any, outbox: Outbox, archive_worker: Worker | None) -> Pipeline:
@@ -205,7 +206,7 @@ class Service:
         a = self.config.archive
         if not a.enabled:
             return None
-        settings = ArchiveSettings(self.config.archive_folder, int(a.quota_mb * 1e6), a.sample_pass_every)
+        settings = ArchiveSettings(self.config.archive_folder, int(a.quota_mb * 1e6))
         archive = Archive(settings)
         self.health.set_archive(asdict(archive.status()))
 
@@ -222,35 +223,33 @@ class Service:
     def _capture(self, request: dict[str, Any]) -> dict[str, Any]:
         """Archive the next inspected part (reason "capture"), whatever its verdict."""
         if self.pipeline is None:
-            return {"ok": False, "error": "the pipeline is not running yet"}
+            raise RequestError(
+                "capture: the pipeline is not running yet", fix="ask again once the station runs"
+            )
         self.pipeline.request_capture()
-        return {"ok": True, "note": "the next inspected part is archived with reason capture"}
+        return {"note": "the next inspected part is archived with reason capture"}
 
     def _trigger(self, request: dict[str, Any]) -> dict[str, Any]:
         """A software trigger (camera sources in software-trigger mode), optionally with the part's id."""
         trigger = getattr(self.source, "trigger", None)
         if trigger is None:
-            return {
-                "ok": False,
-                "error": "this station's source takes no software trigger",
-                "fix": "use a genicam source",
-            }
-        try:
-            trigger(request.get("part_id"))
-        except InpEdgeError as exc:
-            return {"ok": False, "error": exc.message, "fix": exc.fix}
-        return {"ok": True}
+            raise RequestError(
+                "trigger: this station's source takes no software trigger", fix="use a genicam source"
+            )
+        trigger(request.get("part_id"))  # an InpEdgeError becomes the error reply
+        return {}
 
     def _announce_part(self, request: dict[str, Any]) -> dict[str, Any]:
         """The id of the part whose trigger comes next (matched in order, echoed in its verdict)."""
         announce = getattr(self.source, "announce_part", None)
-        if announce is None or "part_id" not in request:
-            return {"ok": False, "error": "announce_part needs a part_id and a triggered camera source"}
-        try:
-            announce(request["part_id"])
-        except InpEdgeError as exc:
-            return {"ok": False, "error": exc.message, "fix": exc.fix}
-        return {"ok": True}
+        if announce is None:
+            raise RequestError(
+                "announce_part: this station's source has no trigger", fix="use a triggered genicam source"
+            )
+        if "part_id" not in request:
+            raise RequestError("announce_part: argument 'part_id' is missing", fix='add "part_id": "..."')
+        announce(request["part_id"])
+        return {}
 
     def source_status(self) -> dict[str, Any]:
         status = getattr(self.source, "status", None)
@@ -279,6 +278,10 @@ class Service:
             "product": self.config.inspection.product,
             "last_verdict": s.last_verdict,
         }
+        if camera := self.source_status():
+            extra["camera"] = camera
+            self._sync_camera_metrics(camera)
+        self.metrics.set_camera_connected(s.camera_connected)
         return heartbeat_header(
             station=self.config.station, seq_last=outbox.last_seq, state=s.state, camera_connected=s.camera_connected,
             model_loaded=s.model_loaded, fps=s.fps, counters=s.counters, extra=extra, wall_ns=time.time_ns(),

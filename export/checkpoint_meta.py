@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import DataError, InpEdgeError
-from edge.model.contract import TrainingData
+from edge.model.contract import TrainingData, parse_record
 from export.data import ImageTransform
 from export.model.base import EncoderSpec
 from export.train_config import TrainConfig, config_from_json, config_json
@@ -107,20 +107,18 @@ class CheckpointMeta:
         progress = None
         if "step" in payload:
             raw = {name: payload[name] for name in PROGRESS_KEYS if name in payload}
-            progress = record(TrainProgress, raw, "step", path, loss_history=tuple)
+            progress = record(TrainProgress, raw, "step", path)
         train_config = None
         if payload.get("train_config") is not None:
             train_config = _parsed("train_config", path, lambda: config_from_json(payload["train_config"]))
         spec = None
         if payload.get("encoder_spec") is not None:
-            spec = record(EncoderSpec, payload["encoder_spec"], "encoder_spec", path, **SPEC_CONVERTERS)
+            spec = record(EncoderSpec, payload["encoder_spec"], "encoder_spec", path)
         return cls(
             encoder=record(EncoderRecord, payload["encoder"], "encoder", path),
             transform=record(ImageTransform, payload["transform"], "transform", path),
             head=record(HeadSettings, payload["head"], "head", path),
-            training_data=record(
-                TrainingData, payload["training_data"], "training_data", path, **DATA_CONVERTERS
-            ),
+            training_data=record(TrainingData, payload["training_data"], "training_data", path),
             train_config=train_config,
             progress=progress,
             encoder_spec=spec,
@@ -131,52 +129,10 @@ PROGRESS_KEYS = tuple(f.name for f in fields(TrainProgress))
 META_KEYS = ("encoder", "transform", "head", "training_data", "train_config", "encoder_spec", *PROGRESS_KEYS)
 
 
-def _tuple_or_none(value: Any) -> tuple | None:
-    return None if value is None else tuple(value)
-
-
-DATA_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "categories": tuple,
-    "files": _tuple_or_none,
-    "images_per_category": dict,
-}
-SPEC_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "groups": lambda groups: tuple(tuple(group) for group in groups),
-    "mean_rgb": tuple,
-    "std_rgb": tuple,
-}
-_SIMPLE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
-
-
-def record(kind: type, raw: Any, key: str, path: Path, **converters: Callable[[Any], Any]) -> Any:
-    """A frozen ``kind`` from the mapping stored under ``key``; names any unknown, missing or bad field."""
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(
-            f"checkpoint {path}: {key!r} holds a {type(raw).__name__}, expected a mapping", fix=RETRAIN_FIX
-        )
-    known = {f.name: f for f in fields(kind)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise CheckpointError(
-            f"checkpoint {path}: {key!r} has unknown field(s) {unknown}; the fields of {kind.__name__} "
-            f"are {sorted(known)}",
-            fix="read it with the inp-export version that wrote it, or " + RETRAIN_FIX,
-        )
-    for name, value in raw.items():
-        _check_type(known[name].type, value, f"{key}.{name}", path)
-    values = {name: converters[name](value) if name in converters else value for name, value in raw.items()}
-    return _parsed(key, path, lambda: kind(**values))
-
-
-def _check_type(annotation: Any, value: Any, key: str, path: Path) -> None:
-    text = str(annotation)
-    optional = text.endswith(" | None")
-    base = text.removesuffix(" | None")
-    if base not in _SIMPLE_TYPES or (value is None and optional):
-        return
-    allowed = _SIMPLE_TYPES[base]
-    if not isinstance(value, allowed) or (base != "bool" and isinstance(value, bool)):
-        raise CheckpointError(f"checkpoint {path}: {key}={value!r} is not {text}", fix=RETRAIN_FIX)
+def record(kind: type, raw: Any, key: str, path: Path) -> Any:
+    """A frozen ``kind`` from the mapping stored under ``key``: contract 1's strict record reader, with
+    every fault (unknown, missing or mistyped field, refused value) a ``CheckpointError`` naming the file."""
+    return parse_record(kind, raw, key, f"checkpoint {path}", CheckpointError, RETRAIN_FIX)
 
 
 def _parsed(key: str, path: Path, build: Callable[[], Any]) -> Any:

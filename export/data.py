@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -277,6 +278,30 @@ class FolderDataset(_Entries):
         name = category or folder.name
         super().__init__([Entry(p, 0, GOOD, name, None) for p in files], transform, good_masks=False)
         self.category = name
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """How training records an image: its path relative to the data root (as is when outside it)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def recorded_images(dataset: _Entries, root: Path, files: Sequence[str] | None, *, fix: str) -> _Entries:
+    """The images a model was trained on: all of ``dataset``, or only the recorded few-shot ``files``.
+
+    ``files`` are paths relative to the data root ``root``, as ``TrainingData.files`` records them
+    (``None``: every image). None of them in this dataset is a ``DataError`` with ``fix``.
+    """
+    if files is None:
+        return dataset
+    wanted = set(files)
+    kept = [entry for entry in dataset.entries if relative_name(entry.path, root) in wanted]
+    if not kept:
+        name = getattr(dataset, "category", "") or str(root)
+        raise DataError(f"none of the recorded few-shot files belong to {name!r} under {root}", fix=fix)
+    return _Entries(kept, dataset.transform, good_masks=dataset.good_masks)
 
 
 def category_of(dataset: Dataset, index: int) -> str:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from edge.errors import DataError
-from export.data import ImageTransform, MvtecDataset, Sample
+from export.data import ImageTransform, MvtecDataset, Sample, recorded_images
 from export.knn import KnnBaseline, KnnSettings
 from export.metrics import image_metrics, pixel_metrics
 from export.model.inp_former import INPFormer
@@ -53,7 +53,7 @@ class ScoredSet:
     masks: np.ndarray
 
 
-def batches(samples: Sequence[Sample] | MvtecDataset, batch_size: int) -> Iterator[list[Sample]]:
+def batches(samples: Sequence[Sample] | Dataset, batch_size: int) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     for index in range(len(samples)):
         batch.append(samples[index])
@@ -91,22 +91,14 @@ def model_maps(model: INPFormer, images: Tensor, settings: EvalSettings) -> Tens
 
 def knn_memory_images(
     root: Path, category: str, transform: ImageTransform, settings: EvalSettings
-) -> MvtecDataset | list[Sample]:
+) -> Dataset:
     """The category's good training images, or only the recorded few-shot files among them."""
     train = MvtecDataset(root, category, "train", transform)
-    if settings.knn_train_files is None:
-        return train
-    wanted = set(settings.knn_train_files)
-    chosen = [i for i, e in enumerate(train.entries) if Path(e.path).relative_to(root).as_posix() in wanted]
-    if not chosen:
-        raise DataError(
-            f"none of the recorded few-shot files belong to {category!r} under {root}",
-            fix="evaluate on the data root the model was trained on (--data-root), or pass --no-knn",
-        )
-    return [train[i] for i in chosen]
+    fix = "evaluate on the data root the model was trained on (--data-root), or pass --no-knn"
+    return recorded_images(train, root, settings.knn_train_files, fix=fix)
 
 
-def fit_knn(model: INPFormer, train: MvtecDataset | list[Sample], settings: EvalSettings) -> KnnBaseline:
+def fit_knn(model: INPFormer, train: Dataset, settings: EvalSettings) -> KnnBaseline:
     with torch.no_grad():
         tokens = [model.encoder(stack_images(b)).fused for b in batches(train, settings.batch_size)]
     return KnnBaseline(KnnSettings(coreset_ratio=settings.knn_coreset_ratio)).fit(torch.cat(tokens))

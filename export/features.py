@@ -29,6 +29,7 @@ from export.data import (
     entries_of,
     few_shot_subset,
     list_categories,
+    relative_name,
 )
 from export.model.base import EncodedFeatures, FrozenEncoder, Reconstruction
 
@@ -137,12 +138,12 @@ class LiveEncoding:
 
 
 def training_dataset(config: TrainConfig, transform: ImageTransform) -> Dataset:
-    """The good training images of the configured categories (one ConcatDataset for several)."""
+    """The good training images of the configured categories (one ConcatDataset for several).
+
+    ``config.layout`` is "folder" or "mvtec" (TrainConfig refuses any other value)."""
     root = Path(config.data_root)
     if config.layout == "folder":
         return FolderDataset(root, transform)
-    if config.layout != "mvtec":
-        raise ValueError(f"layout must be 'mvtec' or 'folder', got {config.layout!r}")
     categories = list(config.categories) or list_categories(root)
     parts = [MvtecDataset(root, category, "train", transform) for category in categories]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -160,12 +161,10 @@ def load_training_images(
         images: ImageSet = ShotViews(torch.stack([dataset[i].image for i in chosen]))
         entries = [entries[i] for i in chosen]
         notes.append(f"few-shot: {len(chosen)} shot(s), {NUM_VIEWS} fixed views each")
-    elif config.mode == "full":
+    else:  # "full" (TrainConfig refuses any other mode)
         images = DatasetImages(dataset)
-    else:
-        raise ValueError(f"mode must be 'full' or 'few-shot', got {config.mode!r}")
     root = Path(config.data_root)
-    names = sorted(_relative(e.path, root) for e in entries)
+    names = sorted(relative_name(e.path, root) for e in entries)
     summary = TrainingData(
         layout=config.layout,
         data_root=str(root),
@@ -180,10 +179,3 @@ def load_training_images(
         fingerprint=hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
     )
     return images, summary, notes
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()

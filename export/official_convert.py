@@ -10,7 +10,6 @@ release by its fingerprint (``official-release:<sha256 of the file>``). docs/off
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import torch
 
 from edge.atomic import atomic_writer, write_text_atomic
 from edge.model.contract import TrainingData
+from edge.model.contract_check import file_sha256
 from export.checkpoint import CheckpointMeta, EncoderRecord, HeadSettings, save_checkpoint
 from export.data import ImageTransform, list_categories
 from export.model.encoders import read_state_dict
@@ -78,7 +78,7 @@ def convert_official_checkpoint(
     model = build_official_model(state, layout, input_size_px=input_size_px)
     spec = model.encoder.spec
     encoder_path = _write_encoder_weights(model, out_path.parent / f"{spec.name}_pretrain.pth", source=path)
-    sha256 = _file_sha256(path)
+    sha256 = file_sha256(path)
     meta = CheckpointMeta(
         encoder=EncoderRecord(name=spec.name, weights_file=encoder_path.name),
         transform=ImageTransform(resize_px=spec.resize_px, crop_px=spec.input_size_px),
@@ -137,11 +137,3 @@ def _release_record(
         mode="few-shot" if "few" in setting.lower() else "full",
         fingerprint=f"{OFFICIAL_FINGERPRINT_PREFIX}{sha256[:16]}",
     )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

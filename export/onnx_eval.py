@@ -61,40 +61,64 @@ def to_uint8_nhwc(image: Tensor) -> np.ndarray:
     return (image.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)[None]
 
 
-def run_artifact(loaded: LoadedModel, image: Tensor) -> tuple[np.ndarray, float]:
-    outputs = run_model(loaded, to_uint8_nhwc(image))
+def run_artifact(loaded: LoadedModel, image_u8: np.ndarray) -> tuple[np.ndarray, float]:
+    """The anomaly map and the score of one device frame (uint8 (1, H, W, 3))."""
+    outputs = run_model(loaded, image_u8)
     return outputs[contract.OUTPUT_ANOMALY_MAP][0].astype(np.float32), float(
         outputs[contract.OUTPUT_PRED_SCORE][0]
     )
 
 
-def score_with_artifact(loaded: LoadedModel, dataset: MvtecDataset) -> ScoredSet:
-    maps, scores, labels, masks = [], [], [], []
+def score_with_artifacts(models: Sequence[LoadedModel], dataset: MvtecDataset) -> list[ScoredSet]:
+    """Every model's maps and scores on one test set, each image read and converted once for all."""
+    maps: list[list[np.ndarray]] = [[] for _ in models]
+    scores: list[list[float]] = [[] for _ in models]
+    masks: list[list[np.ndarray]] = [[] for _ in models]
+    labels = []
     for batch in batches(dataset, 8):
         for sample in batch:
-            anomaly_map, score = run_artifact(loaded, sample.image)
-            maps.append(anomaly_map)
-            scores.append(score)
+            image_u8 = to_uint8_nhwc(sample.image)
+            for index, loaded in enumerate(models):
+                anomaly_map, score = run_artifact(loaded, image_u8)
+                maps[index].append(anomaly_map)
+                scores[index].append(score)
             labels.append(sample.label)
-        masks.append(masks_at_map_size(batch, maps[-1].shape[-1]))
-    return ScoredSet(np.stack(maps), np.array(scores), np.array(labels), np.concatenate(masks))
+        for index in range(len(models)):
+            masks[index].append(masks_at_map_size(batch, maps[index][-1].shape[-1]))
+    return [
+        ScoredSet(np.stack(maps[i]), np.array(scores[i]), np.array(labels), np.concatenate(masks[i]))
+        for i in range(len(models))
+    ]
 
 
-def score_categories(loaded: LoadedModel, root: Path, categories: Sequence[str]) -> dict[str, ScoredSet]:
-    """The artifact's maps and scores on each category's test set."""
-    transform = artifact_transform(loaded.info.meta)
+def score_categories(
+    models: Sequence[LoadedModel], root: Path, categories: Sequence[str]
+) -> dict[str, list[ScoredSet]]:
+    """Each model's maps and scores on each category's test set (at the first model's pre-processing)."""
+    transform = artifact_transform(models[0].info.meta)
+    others = [m.info.path for m in models[1:] if artifact_transform(m.info.meta) != transform]
+    if others:  # a bug in the caller: models scored together must share the input pre-processing
+        raise ValueError(f"{others} need other pre-processing than {models[0].info.path} ({transform})")
     return {
-        name: score_with_artifact(loaded, MvtecDataset(root, name, "test", transform)) for name in categories
+        name: score_with_artifacts(models, MvtecDataset(root, name, "test", transform)) for name in categories
     }
+
+
+def evaluate_artifacts(models: Sequence[LoadedModel], root: Path, categories: Sequence[str]) -> list[dict]:
+    """Image and pixel metrics of each artifact, per category and mean, from one pass over the data."""
+    scored = score_categories(models, root, categories)
+    results = []
+    for index in range(len(models)):
+        per_category = {name: metrics_of(sets[index]) for name, sets in scored.items()}
+        mean = mean_result({name: {"m": result} for name, result in per_category.items()}, "m")
+        results.append({"categories": per_category, "mean": mean})
+    return results
 
 
 def evaluate_artifact(path: Path | LoadedModel, root: Path, categories: Sequence[str]) -> dict:
     """Image and pixel metrics of an artifact, per category and mean."""
     loaded = path if isinstance(path, LoadedModel) else open_artifact(path)
-    results = {
-        name: metrics_of(scored) for name, scored in score_categories(loaded, root, categories).items()
-    }
-    return {"categories": results, "mean": mean_result({n: {"m": r} for n, r in results.items()}, "m")}
+    return evaluate_artifacts([loaded], root, categories)[0]
 
 
 def artifact_report_body(loaded: LoadedModel, root: Path, categories: Sequence[str]) -> dict:
@@ -106,7 +130,7 @@ def artifact_report_body(loaded: LoadedModel, root: Path, categories: Sequence[s
             "inp_former": metrics_of(scored),
             "knn": None,
         }
-        for name, scored in score_categories(loaded, root, categories).items()
+        for name, (scored,) in score_categories([loaded], root, categories).items()
     }
     mean = {method: mean_result(per_category, method) for method in ("inp_former", "knn")}
     return {"categories": per_category, "mean": mean}

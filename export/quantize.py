@@ -17,6 +17,8 @@ from pathlib import Path
 
 from edge.errors import ConfigError
 from edge.model import contract
+from edge.model.session import LoadedModel
+from export.quantize_fp16 import NETWORK_SCOPE, write_fp16
 
 _ADVICE = "Please consider"  # onnxruntime's advice to run its model pre-processing first, on the root logger
 
@@ -41,7 +43,6 @@ def _without_preprocessing_advice():
 
 PRECISIONS = ("int8", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-NETWORK_SCOPE = "/model/"  # node-name prefix of the traced INPFormer (ExportGraph.model)
 
 
 @dataclass(frozen=True)
@@ -172,115 +173,10 @@ def build_int8(fp32_path: Path, out_path: Path, feeds: Iterator[dict], settings:
 
 
 def build_fp16(fp32_path: Path, out_path: Path, settings: QuantizeSettings | None = None) -> None:
-    """FP16 weights and activations for the network's nodes; pre/post-processing stays float32.
-
-    onnxruntime's converter inserts a Cast at every float32/float16 boundary, once per consumer, and
-    appends them at the end of the node list; the duplicates are dropped and the graph re-sorted so
-    the result passes the ONNX checker (SSA, topological order).
-    """
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    fp32 = onnx.load(str(fp32_path))
-    keep_float = float_node_names(fp32.graph, settings or QuantizeSettings(precision="fp16"))
-    _unshare_float_initializers(fp32.graph, set(keep_float))
-    model = convert_float_to_float16(fp32, keep_io_types=True, node_block_list=keep_float)
-    _drop_duplicate_nodes(model.graph)
-    _skip_float16_round_trips(model.graph, set(keep_float))
-    OnnxModel.graph_topological_sort(model.graph, is_deterministic=True)
-    onnx.save(model, str(out_path))
-
-
-def float_node_names(graph, settings: QuantizeSettings) -> list[str]:
-    """Nodes that stay float32 in an FP16 build: outside the network scope or matching an exclusion."""
-    return [
-        node.name
-        for node in graph.node
-        if not node.name.startswith(NETWORK_SCOPE)
-        or any(pattern in node.name for pattern in settings.exclude_name_patterns or ())
-    ]
-
-
-def _unshare_float_initializers(graph, float_nodes: set[str]) -> None:
-    """Give float32 nodes their own copy of each float initializer they share with network nodes.
-
-    The exporter stores equal constants once; the converter turns a shared one into float16 and
-    casts it back for the float32 readers, which rounds their constants (Gaussian weights, eps).
-    """
-    from onnx import TensorProto
-
-    shared = {init.name: init for init in graph.initializer if init.data_type == TensorProto.FLOAT}
-    network_reads = {name for node in graph.node if node.name not in float_nodes for name in node.input}
-    copies = {}
-    for node in graph.node:
-        if node.name not in float_nodes:
-            continue
-        for index, name in enumerate(node.input):
-            if name in shared and name in network_reads:
-                if name not in copies:
-                    copies[name] = graph.initializer.add()
-                    copies[name].CopyFrom(shared[name])
-                    copies[name].name = f"{name}_float32"
-                node.input[index] = copies[name].name
-
-
-def _cast_to(node) -> int | None:
-    if node.op_type != "Cast":
-        return None
-    return next((attribute.i for attribute in node.attribute if attribute.name == "to"), None)
-
-
-def _skip_float16_round_trips(graph, float_nodes: set[str]) -> None:
-    """Wire float32 → float16 → float32 Cast pairs between two float32 nodes straight through.
-
-    The converter wraps each kept-float node in Casts on its own, so a tensor passed from one
-    float32 node to the next was rounded to float16 on the way; here it is passed as it was.
-    """
-    from onnx import TensorProto
-
-    made_by = {output: node for node in graph.node for output in node.output}
-    graph_outputs = {value.name for value in graph.output}
-    direct = {}
-    for node in graph.node:
-        first = made_by.get(node.input[0]) if _cast_to(node) == TensorProto.FLOAT else None
-        if first is None or _cast_to(first) != TensorProto.FLOAT16:
-            continue
-        source = made_by.get(first.input[0])
-        if source is None or source.name not in float_nodes:
-            continue
-        if node.output[0] in graph_outputs:  # keep the output's name: the Cast becomes an Identity
-            node.op_type, node.input[0] = "Identity", first.input[0]
-            del node.attribute[:]
-        else:
-            direct[node.output[0]] = first.input[0]
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            node.input[index] = direct.get(name, name)
-    _drop_unused_casts(graph)
-
-
-def _drop_unused_casts(graph) -> None:
-    while True:
-        used = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
-        unused = [node for node in graph.node if node.op_type == "Cast" and node.output[0] not in used]
-        if not unused:
-            return
-        for node in unused:
-            graph.node.remove(node)
-
-
-def _drop_duplicate_nodes(graph) -> None:
-    """Remove byte-identical repeats of a node (same inputs, outputs, attributes)."""
-    seen: set[bytes] = set()
-    unique = []
-    for node in graph.node:
-        key = node.SerializeToString(deterministic=True)
-        if key not in seen:
-            seen.add(key)
-            unique.append(node)
-    del graph.node[:]
-    graph.node.extend(unique)
+    """FP16 weights and activations for the network's nodes; pre/post-processing stays float32
+    (export/quantize_fp16.py), as do the nodes matching ``settings.exclude_name_patterns``."""
+    patterns = (settings.exclude_name_patterns if settings is not None else None) or ()
+    write_fp16(fp32_path, out_path, patterns)
 
 
 def set_precision(model_path: Path, precision: str, out_path: Path) -> Path:
@@ -304,23 +200,30 @@ class QuantizeOutcome:
     fp32_metrics: dict
     quantized_metrics: dict
     written: Path | None
+    settings: QuantizeSettings  # as used: the encoder's keep-float default filled in
 
 
 def quantize_artifact(
-    fp32_path: Path, out_path: Path, root: Path, categories: Sequence[str], settings: QuantizeSettings
+    fp32: Path | LoadedModel,
+    out_path: Path,
+    root: Path,
+    categories: Sequence[str],
+    settings: QuantizeSettings,
 ) -> QuantizeOutcome:
-    """Build, evaluate against FP32, gate, and write only on a pass."""
+    """Build, evaluate against FP32 (both scored in one pass over the test set), gate, and write only
+    on a pass. ``fp32`` is the artifact's path, or the artifact already opened with ``open_artifact``."""
     from export.onnx_eval import (
         artifact_transform,
         calibration_feeds,
         check_test_sets,
-        evaluate_artifact,
+        evaluate_artifacts,
         open_artifact,
     )
 
-    meta = open_artifact(Path(fp32_path)).info.meta  # a contract-breaking artifact stops here
+    loaded = fp32 if isinstance(fp32, LoadedModel) else open_artifact(Path(fp32))  # contract checked
+    fp32_path, meta = loaded.info.path, loaded.info.meta
     transform = artifact_transform(meta)
-    check_test_sets(root, categories, transform)  # and a missing test set, before any work
+    check_test_sets(root, categories, transform)  # a missing test set stops before any work
     settings = resolve_keep_float(settings, meta.encoder)
     with tempfile.TemporaryDirectory(prefix="inp-quantize-") as tmp:
         candidate = Path(tmp) / f"candidate-{settings.precision}.onnx"
@@ -329,8 +232,9 @@ def quantize_artifact(
             build_int8(fp32_path, candidate, feeds, settings)
         else:
             build_fp16(fp32_path, candidate, settings)
-        fp32_metrics = evaluate_artifact(fp32_path, root, categories)
-        quantized_metrics = evaluate_artifact(candidate, root, categories)
+        fp32_metrics, quantized_metrics = evaluate_artifacts(
+            [loaded, open_artifact(candidate)], root, categories
+        )
         gate = accuracy_gate(fp32_metrics["mean"], quantized_metrics["mean"], settings.max_drop_points)
         written = set_precision(candidate, settings.precision, out_path) if gate.passed else None
-    return QuantizeOutcome(gate, fp32_metrics, quantized_metrics, written)
+    return QuantizeOutcome(gate, fp32_metrics, quantized_metrics, written, settings)

@@ -49,8 +49,7 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}.json"
     md_path = out_dir / f"{stem}.md"
-    text = json.dumps(_finite_or_null(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    write_text_atomic(json_path, text)
+    write_text_atomic(json_path, json_text(report))
     write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path
 
@@ -122,6 +121,12 @@ def _check_schema(report: dict[str, Any]) -> None:
                 )
         if "image" not in entry["inp_former"]:
             raise ValueError(f"report['categories'][{name!r}]['inp_former'] is missing 'image'")
+
+
+def json_text(document: Any) -> str:
+    """THE JSON of every report and results file: indented, non-finite floats as null (strict JSON),
+    values JSON does not know (paths) as their text."""
+    return json.dumps(_finite_or_null(document), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def _finite_or_null(value: Any) -> Any:

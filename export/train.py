@@ -45,6 +45,7 @@ from export.train_config import (  # noqa: F401
     TrainConfig,
     TrainResult,
     batch_at,
+    check_encoder_name,
     config_json,
     config_mismatches,
     config_problems,
@@ -120,6 +121,8 @@ def train(config: TrainConfig, *, progress: bool = True, encoder: FrozenEncoder 
     ``encoder`` replaces the one ``config.encoder`` names (custom or test encoders); pass the same
     encoder to ``export.checkpoint.load_model``.
     """
+    if encoder is None:
+        check_encoder_name(config)  # cheap, before any image is read
     started = time.monotonic()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))

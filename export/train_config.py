@@ -14,6 +14,7 @@ import torch
 from edge.errors import ConfigError
 from export.data import ImageTransform
 from export.model.base import EncoderSpec
+from export.model.encoders import ENCODER_NAMES
 
 # Fields that define the run; a resumed run must agree on them (the rest may change).
 RUN_FIELDS = (
@@ -27,7 +28,7 @@ RUN_FIELDS = (
 class TrainConfig:
     data_root: Path  # MVTec-layout root, or a plain folder of good images (layout "folder")
     categories: tuple[str, ...] = ()  # several = one multi-class model; () = every category found
-    encoder: str = "efficientnet_lite0"
+    encoder: str = "efficientnet_lite0"  # ENCODER_NAMES; train(encoder=...) may run another in its place
     encoder_weights: Path | None = None
     random_encoder_weights: bool = False  # smoke tests only: an encoder with seeded random weights
     layout: Literal["mvtec", "folder"] = "mvtec"
@@ -77,6 +78,15 @@ class TrainResult:
     seconds: float
     stop_reason: str  # "completed" | "max_minutes" | "stop_after_epochs"
     notes: tuple[str, ...]
+
+
+def check_encoder_name(config: TrainConfig) -> None:
+    """The encoder the config names must be one ``build_encoder`` knows (unless ``train`` is given one)."""
+    if config.encoder not in ENCODER_NAMES:
+        raise ConfigError(
+            f"encoder is {config.encoder!r}, allowed: {', '.join(ENCODER_NAMES)}",
+            fix="pick one of those names, or pass your own encoder to export.train.train(encoder=...)",
+        )
 
 
 def config_problems(config: TrainConfig) -> list[str]:

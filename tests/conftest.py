@@ -19,3 +19,11 @@ def datasets() -> Path:
     if not (root / "mvtec_ad" / "bottle").is_dir():
         pytest.skip(f"real images not found at {root} (set INP_EDGE_DATASETS to the MVTec-layout folder)")
     return root
+
+
+@pytest.fixture(scope="module")
+def tlsimu() -> Path:
+    """TLSimu.cti, the GenTL producer with a software trigger (installed on first use, else the test skips)."""
+    from tests.genicam_support import tlsimu_cti
+
+    return tlsimu_cti()

@@ -2,7 +2,7 @@
 
 The narrowest seam is the genicam.gentl binding that harvesters calls into. While the marker file
 named by ``INP_EDGE_TEST_CABLE`` exists, ``install`` (run inside the camera process through
-``GenICamSettings.process_hook = "tests.genicam_faults:install"``) changes the producer's answers by
+``ProcessOptions.process_hook``: ``GenICamSource(settings, FAULTS)``) changes the producer's answers by
 what the file says:
 
 - ``io-error`` (a pulled cable, as USB3 / GigE producers report it): ``EventManagerNewBuffer.
@@ -24,8 +24,10 @@ import os
 import time
 from pathlib import Path
 
+from edge.camera.genicam_settings import ProcessOptions
+
 CABLE_VARIABLE = "INP_EDGE_TEST_CABLE"
-HOOK = "tests.genicam_faults:install"
+FAULTS = ProcessOptions(process_hook="tests.genicam_faults:install")
 NOACCESS = 3
 IO_ERROR = "GenTL exception: Communication error or connection lost. (Message from the source: device removed) (ID: -1010)"
 

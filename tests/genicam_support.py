@@ -81,11 +81,3 @@ def grab_until(source: GenICamSource, accept: Callable[[Frame], bool], timeout_s
 def is_part(frame: Frame) -> bool:
     """A real frame, not an ERROR event frame."""
     return "error" not in frame.meta
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")

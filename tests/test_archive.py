@@ -90,14 +90,14 @@ def test_should_archive_refuses_an_unknown_verdict():
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"quota_bytes": 0}, "quota_bytes"),
-        ({"sample_pass_every": -1}, "sample_pass_every"),
-        ({"frame_format": "jpg"}, "frame_format"),
+        ({"quota_bytes": 0}, "archive.quota_mb"),
+        ({"frame_format": "jpg"}, "archive.frame_format"),
     ],
 )
 def test_settings_refuse_bad_values_naming_the_key(tmp_path, kwargs, key):
-    with pytest.raises(ConfigError, match=f"archive.{key}"):
+    with pytest.raises(ConfigError) as caught:
         ArchiveSettings(**{"folder": tmp_path, "quota_bytes": 10**6, **kwargs})
+    assert key in str(caught.value)
 
 
 def test_save_writes_frame_overlay_and_json(tmp_path):
@@ -306,7 +306,8 @@ def test_disk_full_is_reported_and_inspection_goes_on(tmp_path, monkeypatch):
 
 def test_status_from_another_thread_stays_consistent(tmp_path):
     probe = Archive(ArchiveSettings(tmp_path / "probe", 10**7), wall_clock_ns=Clock())
-    quota = 3 * probe.save("p", header(0), frame(), OVERLAY, "fail").bytes_written
+    size = probe.save("p", header(0), frame(), OVERLAY, "fail").bytes_written
+    quota = 3 * size
     archive = Archive(ArchiveSettings(tmp_path / "archive", quota), wall_clock_ns=Clock())
     seen, done = [], threading.Event()
 
@@ -325,6 +326,8 @@ def test_status_from_another_thread_stays_consistent(tmp_path):
         watcher.join()
     assert seen
     assert all(0 <= status.bytes_used <= quota and 0 <= status.records <= 3 for status in seen)
+    # records and bytes come from the same moment: a torn read would be a whole record apart
+    assert all(abs(status.bytes_used - status.records * size) <= 8 * status.records for status in seen)
 
 
 @pytest.mark.parametrize("record_id", ["../escape", "a.b", "", "with space"])

@@ -6,6 +6,7 @@ and exported once per test session; ``test_quantize.py`` reuses it through ``bui
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -46,6 +47,7 @@ class TinyArtifact:
     data_root: Path  # MVTec layout with one category, CATEGORY
     checkpoint: Path
     onnx_path: Path  # fp32 artifact from export_checkpoint
+    metadata: c.ModelMetadata  # what export_checkpoint wrote into it
 
 
 _BUILT: dict[str, TinyArtifact] = {}
@@ -72,7 +74,7 @@ def build_tiny_artifact(factory: pytest.TempPathFactory) -> TinyArtifact:
         )
         result = train(config, progress=False)
         outcome = export_checkpoint(result.checkpoint_path, base / "model.onnx")
-        _BUILT[CATEGORY] = TinyArtifact(root, result.checkpoint_path, outcome.path)
+        _BUILT[CATEGORY] = TinyArtifact(root, result.checkpoint_path, outcome.path, outcome.metadata)
     return _BUILT[CATEGORY]
 
 
@@ -176,7 +178,7 @@ def test_artifact_outputs_have_contract_names_dtypes_and_shapes(variant, tiny: T
     assert all(value.dtype == np.float32 and np.isfinite(value).all() for value in values.values())
 
 
-def test_artifact_metadata_has_every_required_key(variant) -> None:
+def test_artifact_metadata_has_every_required_key(variant, tiny: TinyArtifact) -> None:
     precision, path, loaded = variant
     metadata = loaded.session.get_modelmeta().custom_metadata_map
     assert [key for key in c.REQUIRED_METADATA if key not in metadata] == []
@@ -185,7 +187,10 @@ def test_artifact_metadata_has_every_required_key(variant) -> None:
     assert metadata[c.META_INPUT_SIZE] == f"{SIZE_PX}x{SIZE_PX}"
     assert metadata[c.META_ENCODER] == ENCODER
     typed = c.ModelMetadata.from_props(metadata, path)
-    assert typed == loaded.info.meta
+    written = dataclasses.replace(tiny.metadata, precision=precision)  # as export wrote it, precision stamped
+    assert dataclasses.replace(typed, extra=written.extra) == written
+    assert not [key for key in typed.extra if key.startswith("inp_edge.")]  # tools' own keys only (INT8)
+    assert loaded.info.meta == typed
     assert typed.score_stats.n == N_TRAIN
     assert typed.score_stats.min <= typed.score_stats.p50 <= typed.score_stats.max
     assert typed.training_data.categories == (CATEGORY,)

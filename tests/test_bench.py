@@ -14,7 +14,7 @@ from edge.cli import main
 from edge.model.flops import FlopCount
 from edge.model.session import SessionSettings
 from edge.peak import PeakResult, matmul_peak
-from tests.test_edge_model import save_model
+from tests.tiny_models import save_model
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--providers", "cpu", "--threads", "1", "--runs", "5", "--warmup", "1", "--repeats", "2"]

@@ -19,6 +19,7 @@ from export.data import (
     MvtecDataset,
     few_shot_subset,
     list_categories,
+    recorded_images,
 )
 
 SQUARE = (slice(20, 44), slice(16, 40))  # rows, cols of the defect in the 64×64 test images
@@ -154,6 +155,18 @@ def test_folder_dataset_reads_every_image_suffix_and_ignores_other_files(tmp_pat
     (tmp_path / "parts" / "notes.txt").write_text("not an image")
     dataset = FolderDataset(tmp_path / "parts", ImageTransform(24, 16))
     assert len(dataset) == 5 and dataset[4].category == "parts"
+
+
+def test_recorded_images_keep_only_the_recorded_shots_of_a_folder(tmp_path: Path) -> None:
+    for i in range(4):
+        _write(tmp_path / "parts" / f"part{i}.png", _noise_bgr(i, 24))
+    dataset = FolderDataset(tmp_path / "parts", ImageTransform(24, 16))
+    assert recorded_images(dataset, tmp_path / "parts", None, fix="x") is dataset
+    shots = recorded_images(dataset, tmp_path / "parts", ("part2.png", "part0.png"), fix="x")
+    assert [Path(shots[i].path).name for i in range(len(shots))] == ["part0.png", "part2.png"]
+    with pytest.raises(DataError, match="none of the recorded few-shot files") as caught:
+        recorded_images(dataset, tmp_path / "parts", ("elsewhere/part0.png",), fix="pass --data-root")
+    assert caught.value.fix == "pass --data-root"
 
 
 def test_empty_folder_error_names_the_folder(tmp_path: Path) -> None:

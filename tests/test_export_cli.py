@@ -39,6 +39,7 @@ KNN_IMAGE_AUROC_MIN = 0.95
 # AUROC equal, pixel AUROC +0.002).
 ONNX_IMAGE_AUROC_TOLERANCE = 0.05
 ONNX_PIXEL_AUROC_TOLERANCE = 0.02
+CPU_ONLY = SessionSettings(providers=("cpu",), intra_op_threads=1, warmup_runs=0)
 SPEC = SyntheticSpec(size_px=64, n_train=8, n_test_good=4, n_test_defect=4)
 TRAIN_FLAGS = (
     "--category", "washer", "--epochs", "3", "--batch-size", "4", "--warmup-steps", "2",
@@ -192,7 +193,7 @@ def test_evaluate_with_the_inp_distance_map(checkpoint: Path, tmp_path: Path) ->
 def test_export_writes_an_artifact_that_onnxruntime_runs(artifact: tuple[Path, Run]) -> None:
     path, run = artifact
     assert run.code == 0, run.stderr
-    loaded = open_session(path, SessionSettings(providers=("cpu",), intra_op_threads=1, warmup_runs=0))
+    loaded = open_session(path, CPU_ONLY)
     assert loaded.info.input_hw == (64, 64)
     assert loaded.info.meta.score_stats.n == SPEC.n_train
     image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
@@ -244,6 +245,24 @@ def test_broken_yaml_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
     run = run_cli("train", "--config", config)
     assert run.code == 2
     assert str(config) in run.stderr and "line" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("data_root: /x\nepochs: 3\nepochs: 4\n", ("epochs: is set twice (first at line 2)", "[line 3]")),
+        ("data_root: /x\nencoder: resnet50\n", ("encoder is 'resnet50', allowed: efficientnet_lite0",)),
+        ("- data_root: /x\n", ("holds a list",)),
+    ],
+    ids=["duplicate-key", "unknown-encoder", "not-a-mapping"],
+)
+def test_a_faulty_yaml_config_exits_2_saying_what_and_where(tmp_path: Path, text: str, expected) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(text)
+    run = run_cli("train", "--config", config, "--quiet", "--out", tmp_path / "out")
+    assert run.code == 2 and "Traceback" not in run.stderr
+    assert all(part in run.stderr for part in expected), run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_single_yaml_category_is_one_category(data_root: Path, tmp_path: Path) -> None:
@@ -324,13 +343,33 @@ def test_a_bug_in_a_command_keeps_its_traceback(
         cli.main(["train", "--data-root", str(data_root), "--quiet", "--out", str(tmp_path)])
 
 
-def test_few_shot_run_records_the_mode_and_the_22_views(data_root: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_shot(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    """A 1-shot model (1 epoch): its run folder and the train call."""
+    out = tmp_path_factory.mktemp("one-shot")
     flags = [*TRAIN_FLAGS]
     flags[flags.index("--epochs") + 1] = "1"
-    run = run_cli("train", "--data-root", data_root, *flags, "--few-shot", "1", "--out", tmp_path)
+    return out, run_cli("train", "--data-root", data_root, *flags, "--few-shot", "1", "--out", out)
+
+
+def test_few_shot_run_records_the_mode_and_the_22_views(one_shot: tuple[Path, Run]) -> None:
+    out, run = one_shot
     assert run.code == 0, run.stderr
-    data = read_log(tmp_path)["training_data"]
+    data = read_log(out)["training_data"]
     assert (data["mode"], data["shots"], data["num_images"], data["num_items"]) == ("few-shot", 1, 1, 22)
+
+
+def test_one_shot_export_scores_only_the_shot_it_was_trained_on(one_shot: tuple[Path, Run]) -> None:
+    out, run = one_shot
+    assert run.code == 0, run.stderr
+    model = out / "model.onnx"
+    exported = run_cli("export", "--checkpoint", out / "checkpoint.pt", "--out", model)
+    assert exported.code == 0, exported.stderr
+    meta = open_session(model, CPU_ONLY).info.meta
+    assert len(meta.training_data.files) == 1
+    assert meta.score_stats.n == 1  # the shot itself: not the 8 train/good images, not its 22 views
+    assert meta.score_stats.min == meta.score_stats.max == meta.score_stats.mean
+    assert "few-shot" in meta.score_stats.source and "in-sample" in meta.score_stats.source
 
 
 def test_resume_finishes_a_stopped_run_and_refuses_other_settings(data_root: Path, tmp_path: Path) -> None:
@@ -380,12 +419,15 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, data_root: Path, t
 
 @pytest.mark.slow
 def test_demo_builds_the_model_runs_the_service_and_accounts_for_every_part(tmp_path: Path) -> None:
-    argv = ("demo", "--out", tmp_path, "--epochs", "2", "--parts", "20", "--rate", "20")
+    results = tmp_path / "docs" / "demo.json"
+    argv = ("demo", "--out", tmp_path, "--epochs", "2", "--parts", "20", "--rate", "20", "--results", results)
     run = run_cli(*argv)
     assert run.code == 0, run.stderr
     for step in ("[1/3]", "[2/3]", "[3/3]", "summary", "seq          complete"):
         assert step in run.stdout
-    report = json.loads((tmp_path / "demo-report.json").read_text())["report"]
+    document = json.loads((tmp_path / "demo-report.json").read_text())
+    assert json.loads(results.read_text()) == document and document["command"].startswith("inp-export")
+    report = document["report"]
     assert report["parts"] == 20 and report["seq_complete"]
     assert report["labelled_good"] + report["labelled_defects"] == 20  # every part carried its label
     assert run.stdout.count("  part ") >= 20  # each verdict printed as it arrived

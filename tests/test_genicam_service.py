@@ -1,4 +1,4 @@
-"""The GenICam source in the whole service, soak measurements, and `inp-edge cameras`.
+"""The GenICam source in the whole service, soak measurements, `inp-edge cameras` and the memory tool.
 
 The targets of the GenICam issue are measured here, each by the test named beside it:
 
@@ -26,6 +26,7 @@ import pytest
 from edge.cli import main
 from edge.publish.listen import Listener
 from edge.publish.messages import HEARTBEAT, VERDICT
+from edge.tools.memory import rss_mb
 from tests.genicam_faults import CABLE_VARIABLE, Cable
 from tests.genicam_support import TLSIMU_COLOR, tlsimu_cti, viky_cti
 from tests.service_harness import collect_verdicts, write_station
@@ -69,11 +70,6 @@ def test_sigterm_with_the_camera_waiting_for_a_trigger_exits_within_5_s(tmp_path
     print(f"SIGTERM to exit with a trigger wait in progress: {stop_s:.2f} s")
 
 
-def process_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-
-
 @pytest.mark.slow
 def test_1000_frames_through_the_service_keep_memory_flat_and_the_camera_fed(tmp_path: Path) -> None:
     """The service runs as `inp-edge run` and its resident memory is read from /proc between the 100th
@@ -91,9 +87,9 @@ def test_1000_frames_through_the_service_keep_memory_flat_and_the_camera_fed(tmp
         )  # fmt: skip
         try:
             warm = collect_verdicts(listener, count=100, timeout_s=60)
-            start_mb = process_rss_mb(process.pid)
+            start_mb = rss_mb(process.pid)
             soak = collect_verdicts(listener, count=1000, timeout_s=60)
-            grown_mb = process_rss_mb(process.pid) - start_mb
+            grown_mb = rss_mb(process.pid) - start_mb
             process.send_signal(signal.SIGTERM)
             process.wait(10)
         finally:
@@ -109,13 +105,14 @@ def test_1000_frames_through_the_service_keep_memory_flat_and_the_camera_fed(tmp
 LOSS_CYCLES = """
 import json, pathlib, sys, time
 from edge.camera.genicam import GenICamSource
-from tests.genicam_faults import HOOK, Cable
-from tests.genicam_support import grab_until, is_part, rss_mb
-from tests.test_genicam import viky_settings
+from edge.tools.memory import rss_mb
+from tests.genicam_faults import FAULTS, Cable
+from tests.genicam_support import grab_until, is_part
+from tests.genicam_cameras import viky_settings
 
 cable = Cable(pathlib.Path(sys.argv[1]))
 returns_s = []
-with GenICamSource(viky_settings(process_hook=HOOK)) as source:
+with GenICamSource(viky_settings(), FAULTS) as source:
     grab_until(source, is_part)
     for cycle in range(22):
         if cycle == 2:
@@ -179,4 +176,22 @@ def test_cameras_without_a_producer_says_how_to_get_one(
     monkeypatch.setenv("GENICAM_GENTL64_PATH", str(viky_cti().parent))
     assert main(["cameras", "--no-open"]) == 0
     assert "not opened (--no-open)" in capsys.readouterr().out
-    assert os.environ["GENICAM_GENTL64_PATH"]
+
+
+def test_the_harvester_memory_tool_reports_each_case_in_a_fresh_process(tmp_path: Path) -> None:
+    from edge.tools.harvester_memory import main as harvester_memory
+
+    out = tmp_path / "memory.json"
+    assert (
+        harvester_memory(["--producer", str(viky_cti()), "--cycles", "2", "--warmup", "1", "--out", str(out)])
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert [(row["producer"], row["case"]) for row in report["results"]] == [
+        ("viky.cti", "acquirer"),
+        ("viky.cti", "harvester"),
+    ]
+    for row in report["results"]:
+        assert row["rss_after_warmup_mb"] > 0
+        assert abs(row["growth_mb"] - (row["rss_end_mb"] - row["rss_after_warmup_mb"])) < 0.02
+    assert report["cycles"] == 2 and report["versions"]["harvesters"]

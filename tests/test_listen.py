@@ -15,7 +15,6 @@ import pytest
 from edge.control import ControlServer, VerdictRing
 from edge.publish.listen import Listener
 from edge.publish.listen_session import ListenOptions, ListenSession, format_verdict, listen
-from edge.publish.messages import parse_message
 from edge.publish.zmq_publisher import Publisher, PublishSettings
 from tests.test_publish import LOCAL, heartbeat, overlay, verdict, wait_subscribed
 
@@ -27,7 +26,7 @@ ONLY_LISTEN = "import sys, edge.cli as cli; cli.COMMAND_MODULES = ('edge.publish
 def ring_of(seqs) -> VerdictRing:
     ring = VerdictRing(100)
     for seq in seqs:
-        ring.add(seq, parse_message(verdict(seq)).header)
+        ring.add(seq, verdict(seq)[1])  # the header frame, as the outbox hands it over
     return ring
 
 

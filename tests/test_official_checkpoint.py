@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from export.artifact import NOT_RECORDED, score_source
 from export.checkpoint import FORMAT, load_model
 from export.commands.convert_official import COMMAND
 from export.data import ImageTransform
@@ -221,6 +222,7 @@ def test_converted_checkpoint_loads_through_load_model_with_identical_outputs(
     assert encoder_keys == set(official_dinov2_shapes(384, 12))  # a complete Meta-format file
     loaded = load_model(result.checkpoint_path, encoder_weights=result.encoder_weights_path)
     assert is_official_release(loaded.meta.training_data)
+    assert score_source(loaded.meta.training_data) == NOT_RECORDED  # its export says so, not "in-sample"
     assert loaded.meta.transform == ImageTransform(resize_px=64, crop_px=INPUT_PX)
     source = json.loads(result.source_path.read_text())
     assert source["folder_settings"]["dataset"] == "MVTec-AD" and source["keys_loaded"] == 315

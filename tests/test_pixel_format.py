@@ -77,7 +77,23 @@ def test_the_wrong_bayer_order_swaps_red_and_blue() -> None:
 def test_rows_with_padding_are_read_without_it() -> None:
     padded = np.zeros((2, 3 * 3 + 5), np.uint8)  # 5 padding bytes after each RGB8 row
     padded[:, :9] = RGB.reshape(2, 9)
-    np.testing.assert_array_equal(to_model_input(padded.ravel(), "RGB8", 3, 2), RGB)
+    np.testing.assert_array_equal(to_model_input(padded.ravel(), "RGB8", 3, 2, x_padding=5), RGB)
+    np.testing.assert_array_equal(  # a producer may leave out the last row's padding
+        to_model_input(padded.ravel()[:-5], "RGB8", 3, 2, x_padding=5), RGB
+    )
+
+
+def test_bytes_after_the_rows_are_not_taken_for_row_padding() -> None:
+    """Chunk data after the image must not shift the rows (a stride guessed from the size would)."""
+    delivered = np.concatenate([RGB.ravel(), np.full(7, 99, np.uint8)])  # 7 trailing chunk bytes
+    np.testing.assert_array_equal(to_model_input(delivered, "RGB8", 3, 2), RGB)
+    mono = np.concatenate([RGB[..., 0].ravel(), np.full(3, 99, np.uint8)])
+    np.testing.assert_array_equal(to_model_input(mono, "Mono8", 3, 2), RGB[..., 0])
+
+
+def test_a_buffer_too_small_for_its_padded_rows_is_refused() -> None:
+    with pytest.raises(SourceError, match="row padding 5 bytes.* needs 23 bytes, the buffer holds 22"):
+        to_model_input(np.zeros(22, np.uint8), "RGB8", 3, 2, x_padding=5)
 
 
 def test_conversion_writes_into_the_given_array_and_owns_its_pixels() -> None:

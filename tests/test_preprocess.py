@@ -111,3 +111,15 @@ def test_letterbox_keeps_the_aspect_ratio_and_marks_the_padding() -> None:
     u0, v0, u1, v1 = geometry.valid_box()
     assert (u0, u1) == (0, 64) and v1 - v0 == 32
     assert np.all(model_input == 90)  # padded with the region's mean colour: no hard edge
+
+
+@pytest.mark.parametrize("fit", ["stretch", "letterbox"])
+def test_a_mono_frame_gives_the_model_input_of_its_rgb_copy(fit: str) -> None:
+    rng = np.random.default_rng(1)
+    mono = rng.integers(0, 256, (300, 500), dtype=np.uint8)
+    roi = Roi(40, 20, 400, 250)
+    from_mono, _ = preprocess_frame(mono, resize_px=146, crop_px=128, roi=roi, fit=fit)
+    from_rgb, _ = preprocess_frame(
+        cv2.cvtColor(mono, cv2.COLOR_GRAY2RGB), resize_px=146, crop_px=128, roi=roi, fit=fit
+    )
+    assert from_mono.shape == (128, 128, 3) and np.array_equal(from_mono, from_rgb)

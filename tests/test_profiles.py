@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.camera.genicam_device import Camera, open_harvester
+from edge.camera.genicam_device import DROP, Camera, open_harvester
 from edge.camera.genicam_nodes import FLOAT, INTEGER, NodeError, apply_writes, values_match
 from edge.camera.genicam_settings import DeviceSelector, GenICamSettings, TriggerSettings
 from edge.camera.profile import NodeWrite, check_profile_text, load_profile
@@ -211,3 +211,24 @@ def test_profile_yaml_values_keep_their_types() -> None:
     data = yaml.safe_load((REPO / "camera_profiles" / "basler-ace-usb3.yaml").read_text())
     kinds = {item["node"]: type(item["value"]) for item in data["nodes"]}
     assert kinds["ExposureAuto"] is str and kinds["ExposureTime"] is float and kinds["Width"] is int
+
+
+def test_a_frame_with_no_room_is_not_converted_and_its_buffer_goes_back(viky: Camera) -> None:
+    """``out`` says DROP: no image, the ids still come, and the driver gets every buffer back."""
+
+    def fetch(out: Any) -> Any:
+        for _ in range(50):
+            grabbed = viky.fetch(0.2, out)
+            if grabbed is not None:
+                return grabbed
+        raise AssertionError("viky delivered no frame within 10 s")
+
+    viky.start()
+    try:
+        dropped = [fetch(lambda shape: DROP) for _ in range(viky.acquirer.num_buffers + 2)]
+        kept = fetch(None)
+    finally:
+        viky.acquirer.stop()
+    assert all(grabbed.image is None and grabbed.block_id is not None for grabbed in dropped)
+    assert kept.image is not None and kept.image.shape == viky.expected_shape()
+    assert kept.block_id > dropped[-1].block_id

@@ -16,6 +16,7 @@ from edge.errors import ConfigError
 from edge.model import contract as c
 from edge.model.session import SessionSettings, open_session
 from export import cli
+from export.onnx_eval import evaluate_artifact, evaluate_artifacts, open_artifact
 from export.quantize import (
     DEFAULT_KEEP_FLOAT,
     NETWORK_SCOPE,
@@ -170,9 +171,19 @@ def test_generous_bound_writes_the_quantized_artifact(tiny: TinyArtifact, tmp_pa
     settings = QuantizeSettings(precision="fp16", max_drop_points=100.0)
     outcome = quantize_artifact(tiny.onnx_path, out, tiny.data_root, [CATEGORY], settings)
     assert outcome.gate.passed and outcome.written == out and out.is_file()
+    assert outcome.settings == resolve_keep_float(settings, "efficientnet_lite0")  # what was used
     assert set(outcome.gate.drops_points) == {"image_auroc", "pixel_auroc"}
     assert open_session(out, CPU_ONLY).info.precision == "fp16"
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left beside it
+
+
+def test_two_artifacts_scored_in_one_pass_get_the_metrics_each_gets_alone(
+    tiny: TinyArtifact, tmp_path_factory
+) -> None:
+    paths = (tiny.onnx_path, build_variant(tiny, "fp16", tmp_path_factory))
+    together = evaluate_artifacts([open_artifact(path) for path in paths], tiny.data_root, [CATEGORY])
+    alone = [evaluate_artifact(path, tiny.data_root, [CATEGORY]) for path in paths]
+    assert together == alone
 
 
 def negate_maps(candidate: Path) -> None:
@@ -213,7 +224,8 @@ def test_gate_refuses_a_candidate_that_loses_auroc_and_writes_nothing(
 ) -> None:
     out = tmp_path / "model-fp16.onnx"
     settings = QuantizeSettings(precision="fp16", max_drop_points=0.5)
-    outcome = quantize_artifact(tiny.onnx_path, out, tiny.data_root, [CATEGORY], settings)
+    fp32 = open_artifact(tiny.onnx_path)  # an artifact the caller already opened is used as it is
+    outcome = quantize_artifact(fp32, out, tiny.data_root, [CATEGORY], settings)
     fp32, damaged = outcome.fp32_metrics["mean"], outcome.quantized_metrics["mean"]
     for level in ("image", "pixel"):  # the damage inverts the ranking, nothing else
         assert damaged[level]["auroc"] == pytest.approx(1.0 - fp32[level]["auroc"], abs=0.01)
@@ -232,6 +244,9 @@ def test_cli_quantize_refused_by_gate_exits_3_and_writes_nothing(
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["results"]
     doc = json.loads(report.read_text())
     assert doc["written"] is None and doc["gate"]["passed"] is False
+    keep_float = DEFAULT_KEEP_FLOAT["efficientnet_lite0"]  # the encoder's default, not null: as used
+    assert doc["settings"]["exclude_name_patterns"] == list(keep_float)
+    assert doc["command"].startswith("inp-export")
     assert "refused" in capsys.readouterr().out
 
 

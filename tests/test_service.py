@@ -217,3 +217,33 @@ def test_the_service_runs_with_torch_absent(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(summary.read_text())["counters"]["parts"] == 5
+
+
+def test_metrics_endpoint_counts_the_verdicts_of_a_real_run(tmp_path: Path) -> None:
+    import urllib.request
+
+    config = write_station(
+        tmp_path, source={"parts": 0, "rate_pps": 50}, metrics={"enabled": True, "port": 0}
+    )
+    with running_service(config) as running:
+        deadline = time.monotonic() + 20
+        while running.service.health.snapshot().counters.get("parts", 0) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = running.service.metrics.port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        parts = running.service.health.snapshot().counters["parts"]
+    verdicts = [line for line in text.splitlines() if line.startswith("inp_edge_verdicts_total{")]
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in verdicts)
+    assert 10 <= total <= parts and 'product="default"' in verdicts[0]
+    assert "inp_edge_camera_connected" in text and "inp_edge_stage_latency_seconds_bucket" in text
+
+
+def test_a_control_command_that_cannot_be_done_replies_with_an_error(tmp_path: Path) -> None:
+    config = write_station(tmp_path, source={"parts": 0, "rate_pps": 20})
+    with running_service(config):
+        time.sleep(0.3)
+        trigger = request(f"ipc://{tmp_path}/ctl", {"cmd": "trigger"})
+        announce = request(f"ipc://{tmp_path}/ctl", {"cmd": "announce_part", "part_id": "A1"})
+        status = request(f"ipc://{tmp_path}/ctl", {"cmd": "status"})
+    assert trigger["ok"] is False and "no software trigger" in trigger["error"] and trigger["fix"]
+    assert announce["ok"] is False and status["ok"] is True  # the service goes on answering

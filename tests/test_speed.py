@@ -15,6 +15,8 @@ import pytest
 
 from edge.model import contract as c
 from edge.model.session import SessionSettings, open_session
+from export import cli
+from export.commands import write_results
 from export.commands.speed import SPEED_MODEL_CHOICES, render_speed, run_artifact_speed, run_speed
 from export.speed import SPEED_MODEL_NAMES, SpeedModel, summarise, time_interleaved
 from tests.test_artifact import TinyArtifact, build_tiny_artifact, build_variant
@@ -125,3 +127,23 @@ def test_run_speed_exports_times_and_summarises_a_tiny_model(tmp_path: Path) -> 
         for kind in ("fp32", "int8")
     }
     assert precisions == {"fp32": "fp32", "int8": "int8"}  # the INT8 file says so
+
+
+@pytest.mark.parametrize("flag", ["--runs", "--repeats"])
+def test_runs_or_repeats_below_one_are_a_usage_error_before_any_work(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["speed", flag, "0", "--out", str(tmp_path / "speed")]) == 2
+    assert "0 is below the minimum 1" in capsys.readouterr().err
+    assert not (tmp_path / "speed").exists()
+
+
+def test_results_json_is_strict_with_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    doc = {"median_ms": float("nan"), "peak": [float("inf"), 2.5], "path": tmp_path}
+    write_results(tmp_path / "docs" / "results.json", doc)
+    text = (tmp_path / "docs" / "results.json").read_text()
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON")) == {
+        "median_ms": None,
+        "peak": [None, 2.5],
+        "path": str(tmp_path),
+    }

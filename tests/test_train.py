@@ -151,7 +151,7 @@ def _config(parts: Path, out_dir: Path, **changes: object) -> TrainConfig:
     base = TrainConfig(
         data_root=parts,
         layout="folder",
-        encoder="tiny_test",
+        encoder="tiny_test",  # TinyEncoder, passed to train() in its place
         epochs=4,
         batch_size=4,
         lr=5e-3,
@@ -280,15 +280,34 @@ def test_corrupt_checkpoint_error_names_the_file_and_the_fix(parts: Path, tmp_pa
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p["head"].update(num_blocks=3), r"'head' has unknown field\(s\) \['num_blocks'\]"),
+        (lambda p: p["head"].update(num_blocks=3), r"'head' has unknown \['num_blocks'\]"),
         (lambda p: p["transform"].update(crop_px="32"), r"transform\.crop_px='32' is not int"),
         (
             lambda p: p["training_data"].pop("fingerprint") and p["training_data"].pop("layout"),
-            "'training_data' is incomplete",
+            r"'training_data' lacks \['layout'\]",
         ),
         (lambda p: p.update(learning_rate=0.1), r"unknown keys \['learning_rate'\]"),
+        (
+            lambda p: p["training_data"].update(categories="bottle"),
+            r"training_data\.categories='bottle' is not tuple\[str, \.\.\.\]",
+        ),
+        (
+            lambda p: p["training_data"].update(images_per_category={"b": "many"}),
+            r"training_data\.images_per_category=\{'b': 'many'\} is not Mapping\[str, int\]",
+        ),
+        (lambda p: p["encoder_spec"].update(groups=[[0, 1], [2, "3"]]), r"encoder_spec\.groups="),
+        (lambda p: p["transform"].update(crop_px=4 * p["transform"]["resize_px"]), r"'transform' is invalid"),
     ],
-    ids=["unknown-field", "wrong-type", "missing-field", "unknown-key"],
+    ids=[
+        "unknown-field",
+        "wrong-type",
+        "missing-field",
+        "unknown-key",
+        "string-for-a-tuple",
+        "mapping-of-wrong-values",
+        "nested-tuple-item",
+        "value-the-record-refuses",
+    ],
 )
 def test_checkpoint_metadata_faults_name_the_key(parts: Path, tmp_path: Path, edit, message: str) -> None:
     result = train(_config(parts, tmp_path / "run", epochs=1), progress=False, encoder=TinyEncoder())
@@ -337,6 +356,15 @@ def test_invalid_config_lists_every_problem(tmp_path: Path) -> None:
     message = str(info.value)
     assert "mode is 'zero-shot', allowed: full, few-shot" in message
     assert "batch_size must be at least 1" in message and "final_lr 1.0" in message
+
+
+def test_an_unknown_encoder_name_is_refused_before_any_work(tmp_path: Path) -> None:
+    config = TrainConfig(data_root=tmp_path / "does-not-exist", encoder="resnet50", out_dir=tmp_path / "run")
+    with pytest.raises(
+        ConfigError, match="encoder is 'resnet50', allowed: efficientnet_lite0, dinov2_vits14_reg4"
+    ):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_several_categories_train_one_few_shot_model(parts: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ device (trying again every 0.1 s, doubling up to the back-off cap, while it is n
 ``MAX_OPEN_ATTEMPTS`` it ends and the source starts a fresh process, so a long outage cannot grow
 one process), applies the profile and the trigger, starts acquisition, then says "ready". Each frame
 is converted straight into a free slot of the ring; a frame that does not fit goes inline through
-the pipe; with no free slot it is dropped and reported. The camera is lost when a fetch fails, when
+the pipe; with no free slot it is not converted at all (its buffer goes straight back to the driver)
+and reported dropped. The camera is lost when a fetch fails, when
 its access status changes, or, in free-run, when no frame came for ``frame_timeout_s``: the process
 says so and ends. Software triggers are executed by the control thread as soon as they arrive.
 """
@@ -27,7 +28,10 @@ from typing import Any
 import numpy as np
 
 from edge.camera.frame_ring import FrameRing
-from edge.camera.genicam_settings import FREE_RUN, GenICamSettings
+from edge.camera.genicam_device import DROP, Camera, CameraGone, Drop, Grabbed, open_harvester
+from edge.camera.genicam_select import DeviceNotFound
+from edge.camera.genicam_settings import FREE_RUN, GenICamSettings, ProcessOptions, producer_files
+from edge.camera.profile import load_profile
 from edge.errors import InpEdgeError
 
 log = logging.getLogger("inp_edge.camera")
@@ -36,9 +40,11 @@ MAX_OPEN_ATTEMPTS = 300  # a process that waited this many times ends; a fresh o
 FIRST_BACKOFF_S = 0.1
 
 
-def camera_main(inbox: Connection, outbox: Connection, settings: GenICamSettings) -> None:
+def camera_main(
+    inbox: Connection, outbox: Connection, settings: GenICamSettings, options: ProcessOptions
+) -> None:
     """Entry point of the camera process."""
-    _set_up_process(settings)
+    _set_up_process(options)
     child = _Child(inbox, outbox, settings)
     try:
         child.run()
@@ -53,9 +59,9 @@ def camera_main(inbox: Connection, outbox: Connection, settings: GenICamSettings
         os._exit(0)  # skip harvesters' exit-time finalizers: they fail again on a device that is gone
 
 
-def _set_up_process(settings: GenICamSettings) -> None:
+def _set_up_process(options: ProcessOptions) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when to stop, and says so
-    level = getattr(logging, settings.log_level, logging.INFO)
+    level = getattr(logging, options.log_level, logging.INFO)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s [camera process] %(name)s: %(message)s"
     )
@@ -63,8 +69,8 @@ def _set_up_process(settings: GenICamSettings) -> None:
         import harvesters.core  # noqa: F401 - it sets its logger's level when imported
 
         logging.getLogger("harvesters.core").setLevel(logging.CRITICAL)
-    if settings.process_hook:
-        module, _, function = settings.process_hook.partition(":")
+    if options.process_hook:
+        module, _, function = options.process_hook.partition(":")
         getattr(importlib.import_module(module), function)()
 
 
@@ -75,6 +81,7 @@ class _Child:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         self._send_lock = threading.Lock()
         self._free: collections.deque[int] = collections.deque()
+        self._slot: int | None = None  # claimed for the frame being fetched, not yet handed over
         self.camera: Any = None
         self.harvester: Any = None
         self.ring: FrameRing | None = None
@@ -112,10 +119,6 @@ class _Child:
             self.send("trigger-failed", seq, str(exc))
 
     def run(self) -> None:
-        from edge.camera.genicam_device import open_harvester
-        from edge.camera.genicam_settings import producer_files
-        from edge.camera.profile import load_profile
-
         try:
             profile = load_profile(self.settings.profile) if self.settings.profile else None
             self.harvester = open_harvester(producer_files(self.settings.producers))
@@ -128,8 +131,6 @@ class _Child:
 
     def _open(self, profile: Any) -> bool:
         """Open the camera, trying again while it is not there; False when stopped or given up."""
-        from edge.camera.genicam_device import Camera, DeviceNotFound
-
         backoff_s, said = FIRST_BACKOFF_S, ""
         for _ in range(MAX_OPEN_ATTEMPTS):
             if self.stop.is_set():
@@ -168,8 +169,6 @@ class _Child:
         }  # fmt: skip
 
     def _stream(self) -> None:
-        from edge.camera.genicam_device import CameraGone
-
         last_frame_s = last_check_s = time.monotonic()
         try:
             self._arm()
@@ -194,37 +193,37 @@ class _Child:
 
     def _step(self) -> bool:
         """Fetch once; True when a frame came (delivered, or dropped and reported)."""
-        slot: list[int] = []
         try:
-            grabbed = self.camera.fetch(self.settings.fetch_timeout_s, lambda shape: self._claim(shape, slot))
-        except BaseException:
-            self._free.extend(index for index in slot if index >= 0)
-            raise
-        if grabbed is None:
-            self._free.extend(index for index in slot if index >= 0)
-            return False
-        self._deliver(grabbed, slot)
-        return True
+            grabbed = self.camera.fetch(self.settings.fetch_timeout_s, self._claim)
+            if grabbed is not None:
+                self._deliver(grabbed)
+            return grabbed is not None
+        finally:
+            if self._slot is not None:  # claimed and not handed over: no frame came, or it failed
+                self._free.append(self._slot)
+                self._slot = None
 
-    def _claim(self, shape: tuple[int, ...], slot: list[int]) -> np.ndarray | None:
+    def _claim(self, shape: tuple[int, ...]) -> np.ndarray | Drop | None:
+        """Where a frame of ``shape`` goes: a free slot; None (inline) when it does not fit one; DROP
+        when every slot is taken (the source has not copied them out yet)."""
         if self.ring is None or not self.ring.fits(shape):
             return None
         try:
-            slot.append(self._free.popleft())
+            self._slot = self._free.popleft()
         except IndexError:
-            slot.append(-1)
-            return None
-        return self.ring.view(slot[0], shape)
+            return DROP
+        return self.ring.view(self._slot, shape)
 
-    def _deliver(self, grabbed: Any, slot: list[int]) -> None:
+    def _deliver(self, grabbed: Grabbed) -> None:
         meta = {
             "block_id": grabbed.block_id, "camera_timestamp_ns": grabbed.camera_timestamp_ns,
             "t_ns": grabbed.t_ns, "wall_ns": grabbed.wall_ns, "pixel_format": grabbed.pixel_format,
         }  # fmt: skip
-        if slot and slot[0] == -1:
+        if grabbed.image is None:
             self.send("dropped", meta)
-        elif slot:
-            self.send("frame", slot[0], grabbed.image.shape, meta, None)
+        elif self._slot is not None:
+            slot, self._slot = self._slot, None  # the source's now; it sends "free" once it copied it
+            self.send("frame", slot, grabbed.image.shape, meta, None)
         else:
             self.send("frame", -1, grabbed.image.shape, meta, grabbed.image.tobytes())
 

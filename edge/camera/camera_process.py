@@ -1,11 +1,15 @@
 """The camera in a supervised child process: the source's handle on it.
 
-Why a process: harvesters keeps memory on every re-creation of an acquirer (measured here: 8.5 MB
-over 20 with viky, docs/cameras.md), some producers stay wedged after a cable pull until the process
-ends, and a crash in a vendor's producer must not take the service down. So each camera session
+Why a process: harvesters keeps memory on every re-creation of an acquirer (docs/cameras.md; the
+figures are in docs/results/harvester-memory.json, from edge/tools/harvester_memory.py), some
+producers stay wedged after a cable pull until the process ends, and a crash in a vendor's producer
+must not take the service down. So each camera session
 (open, stream, loss) lives in its own process (edge/camera/camera_child.py, started with "spawn":
 never fork a process that runs threads); a loss ends it and the source starts a fresh one. Frames
 come through shared memory (edge/camera/frame_ring.py), everything else through two pipes.
+
+A process told to stop is waited for only at close (``stop``); on the acquisition path
+``RetiredProcesses.reap`` never waits: it terminates, then kills, one that takes too long.
 
 Messages, child → parent: ("waiting", text), ("fatal", message, fix), ("ready", info),
 ("ring", path, slot_bytes, slots), ("frame", slot, shape, meta, inline bytes or None),
@@ -25,18 +29,21 @@ import numpy as np
 
 from edge.camera.camera_child import camera_main
 from edge.camera.frame_ring import FrameRing
-from edge.camera.genicam_settings import GenICamSettings
+from edge.camera.genicam_settings import GenICamSettings, ProcessOptions
 
 
 class CameraProcess:
     """The parent's handle on one camera process: start, read messages, copy frames out, stop."""
 
-    def __init__(self, settings: GenICamSettings) -> None:
+    def __init__(self, settings: GenICamSettings, options: ProcessOptions) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         child_in, self._to_child = context.Pipe(duplex=False)
         self._from_child, child_out = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=camera_main, args=(child_in, child_out, settings), name="inp-edge-camera", daemon=True
+            target=camera_main,
+            args=(child_in, child_out, settings, options),
+            name="inp-edge-camera",
+            daemon=True,
         )
         self._process.start()
         child_in.close()
@@ -85,23 +92,32 @@ class CameraProcess:
             self._to_child.send(message)
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Ask the process to close the camera and end; terminate, then kill, past ``timeout_s``."""
+        """Ask the process to close the camera and end, and wait for it: ``timeout_s``, then terminate
+        and kill (up to 1 s each). For a close, never on the acquisition path (``reap`` does not wait)."""
         self.send("stop")
-        self.reap(timeout_s)
+        if self.reap(timeout_s):
+            return
+        self.terminate()
+        if self.reap(1.0):
+            return
+        self.kill()
+        self.reap(1.0)
 
     def reap(self, timeout_s: float = 0.0) -> bool:
-        """Wait up to ``timeout_s`` for the process; end it by force after that. True when it is gone."""
+        """True when the process has ended (waiting up to ``timeout_s``); its pipes and ring are closed then."""
         self._process.join(timeout_s)
-        if self._process.is_alive() and timeout_s > 0:
-            self._process.terminate()
-            self._process.join(1.0)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(1.0)
-        gone = not self._process.is_alive()
-        if gone:
-            self._close_ends()
-        return gone
+        if self._process.is_alive():
+            return False
+        self._close_ends()
+        return True
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (the process closes the camera and ends)."""
+        self._process.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL, without waiting (a process wedged in its producer)."""
+        self._process.kill()
 
     def _close_ends(self) -> None:
         for end in (self._to_child, self._from_child):
@@ -109,3 +125,36 @@ class CameraProcess:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+
+
+RETIRE_S = 3.0  # a retired camera process has this long to close the camera before it is terminated
+KILL_AFTER_S = 1.0  # and this long after that before it is killed
+
+
+class RetiredProcesses:
+    """Camera processes told to stop. ``reap`` never waits (it runs on the acquisition path): it forgets
+    those that ended and ends by force those that take too long; ``stop_all`` waits, for a close."""
+
+    def __init__(self) -> None:
+        self._processes: list[tuple[CameraProcess, int]] = []
+
+    def add(self, process: CameraProcess, since_ns: int) -> None:
+        self._processes.append((process, since_ns))
+
+    def reap(self, now_ns: int) -> None:
+        kept = []
+        for process, since_ns in self._processes:
+            if process.reap():
+                continue
+            age_s = (now_ns - since_ns) / 1e9
+            if age_s > RETIRE_S + KILL_AFTER_S:
+                process.kill()
+            elif age_s > RETIRE_S:
+                process.terminate()
+            kept.append((process, since_ns))
+        self._processes = kept
+
+    def stop_all(self, timeout_s: float) -> None:
+        for process, _ in self._processes:
+            process.stop(timeout_s)
+        self._processes.clear()

@@ -5,8 +5,8 @@ Kinds (``SOURCE_KINDS``):
 - ``generated``: a drawn line (``GeneratedLine``): parts, defect_fraction, size_px, seed, rate_pps.
 - ``replay``: path, loop, rate_pps. A folder replays its images (``FolderReplay``); a file with a
   video suffix (``VIDEO_SUFFIXES``) replays the video (``VideoReplay``).
-- ``genicam``: a line camera through harvesters (``GenICamSource``): genicam, the station config's
-  ``source.genicam`` section (or a ``GenICamSettings``).
+- ``genicam``: a line camera through harvesters (``GenICamSource``): genicam, a ``GenICamSettings``
+  (the station config's ``source.genicam`` section is one).
 
 ``open_source(kind, **settings)`` refuses a setting its kind does not use, naming it.
 ``open_source_from_config(config)`` reads the attributes kind, rate_pps, parts, defect_fraction,
@@ -69,15 +69,13 @@ def _open_genicam(settings: dict[str, Any]) -> FrameSource:
     import logging
 
     from edge.camera.genicam import GenICamSource
-    from edge.camera.genicam_settings import GenICamSettings
+    from edge.camera.genicam_settings import GenICamSettings, ProcessOptions
 
     given = settings.get("genicam")
-    if given is None:
+    if not isinstance(given, GenICamSettings):
         raise ConfigError("source kind 'genicam' needs its settings", fix="set the source.genicam section")
-    if isinstance(given, GenICamSettings):
-        return GenICamSource(given)
     level = logging.getLevelName(logging.getLogger("inp_edge").getEffectiveLevel())
-    return GenICamSource(GenICamSettings.from_config(given, log_level=level))
+    return GenICamSource(given, ProcessOptions(log_level=level))
 
 
 _OPENERS: dict[str, Callable[[dict[str, Any]], FrameSource]] = {

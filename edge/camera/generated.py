@@ -27,13 +27,14 @@ import cv2
 import numpy as np
 
 from edge.camera.frame import SourceExhausted
-from edge.camera.pacing import PacedSource, describe_rate
+from edge.camera.pacing import PacedSource, describe_rate, is_number
 from edge.camera.parts import DEFECT_TYPES, add_defect, draw_part
+from edge.config_schema import KEYS_BY_PATH
 from edge.errors import ConfigError
 
 BLOCK_PARTS = 20
-MIN_SIZE_PX = 32
-MAX_SIZE_PX = 4096
+_SIZE_KEY = KEYS_BY_PATH["source.size_px"]  # the station config's limits are the line's
+MIN_SIZE_PX, MAX_SIZE_PX = int(_SIZE_KEY.low), int(_SIZE_KEY.high)
 _DRAW_STREAM = 0  # first word after the seed: which random stream (drawing or defect schedule)
 _SCHEDULE_STREAM = 1
 
@@ -123,25 +124,17 @@ class GeneratedLine(PacedSource):
 
 
 def _check_settings(parts: int, defect_fraction: float, size_px: int, seed: int) -> None:
-    if not _whole(parts) or parts < 0:
+    if not is_number(parts, whole=True) or parts < 0:
         raise ConfigError(f"generated line: parts {parts!r} is not a count", fix="give 0 (endless) or more")
-    if not _number(defect_fraction) or not 0.0 <= defect_fraction <= 1.0:
+    if not is_number(defect_fraction) or not 0.0 <= defect_fraction <= 1.0:
         raise ConfigError(
             f"generated line: defect_fraction {defect_fraction!r} is outside 0..1",
             fix="give the share of defective parts, e.g. 0.1",
         )
-    if not _whole(size_px) or not MIN_SIZE_PX <= size_px <= MAX_SIZE_PX:
+    if not is_number(size_px, whole=True) or not MIN_SIZE_PX <= size_px <= MAX_SIZE_PX:
         raise ConfigError(
             f"generated line: size_px {size_px!r} is outside {MIN_SIZE_PX}..{MAX_SIZE_PX}",
             fix="give the image side in pixels, e.g. 128",
         )
-    if not _whole(seed) or seed < 0:
+    if not is_number(seed, whole=True) or seed < 0:
         raise ConfigError(f"generated line: seed {seed!r} is not a whole number >= 0", fix="give e.g. 0")
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)

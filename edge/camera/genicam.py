@@ -24,7 +24,8 @@ profile refused, a pixel format the model input cannot be made from) makes ``gra
 ``SourceError``: the service stops with an error and systemd starts it again. ``trigger(part_id)``
 sends a software trigger;
 ``announce_part(part_id)`` queues the id of the next part (matched in order; the line sends it
-ahead of the trigger). Both may be called from another thread than ``grab``.
+ahead of the trigger). Both, and ``status()``, may be called from another thread than ``grab``: the
+ledger and the counters change only under the source's lock.
 """
 
 from __future__ import annotations
@@ -32,47 +33,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-from edge.camera.camera_process import CameraProcess
+from edge.camera.camera_process import CameraProcess, RetiredProcesses
 from edge.camera.frame import Frame
-from edge.camera.genicam_events import (
-    MISSED_TRIGGER,
-    NO_IMAGE,
-    RateMeter,
-    block_id,
-    event_frame,
-    frame_meta,
-    outage_count,
-)
-from edge.camera.genicam_settings import FREE_RUN, SOFTWARE, GenICamSettings, producer_files
+from edge.camera.genicam_events import NO_IMAGE, RateMeter, block_id, event_frame, frame_meta, outage_count
+from edge.camera.genicam_settings import FREE_RUN, SOFTWARE, GenICamSettings, ProcessOptions, producer_files
 from edge.camera.profile import load_profile
 from edge.camera.triggers import FrameMatch, TriggerLedger, Waiting
-from edge.decision import CAMERA_LOST, OVERRUN, STALE
+from edge.decision import CAMERA_LOST, MISSED_TRIGGER, OVERRUN, STALE
 from edge.errors import SourceError
 
 log = logging.getLogger("inp_edge.camera")
 MISSED_IN_A_ROW_IS_LOSS = 3
 SLICE_S = 0.05  # grab wakes at least this often to expire triggers and supervise the process
-RETIRE_S = 3.0  # a lost camera's process has this long to close the camera before it is killed
+COUNTERS = ("frames", "triggers", "missed_triggers", "stale_frames", "lost_frames", "overruns", "losses",
+            "trigger_failures")  # fmt: skip
 
 
 class GenICamSource:
-    def __init__(self, settings: GenICamSettings) -> None:
+    def __init__(self, settings: GenICamSettings, options: ProcessOptions | None = None) -> None:
+        producer_files(settings.producers)  # cheap checks first, here; the camera process loads them
+        if settings.profile:
+            load_profile(settings.profile)
         self.settings = settings
-        self.producers = producer_files(settings.producers)  # cheap checks first: files, profile
-        self.profile = load_profile(settings.profile) if settings.profile else None
+        self.options = options or ProcessOptions()
         self.mode = settings.trigger.mode
         self.name = f"genicam {settings.device.describe()} ({self.mode})"
-        self.counters: Counter[str] = Counter()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)  # changed under _lock only
         self._lock = threading.Lock()
         self._ledger = TriggerLedger(self.mode, int(settings.trigger.timeout_s * 1e9))
         self._out: deque[Frame] = deque()
         self._process: CameraProcess | None = None
-        self._retired: list[tuple[CameraProcess, int]] = []
+        self._retired = RetiredProcesses()
         self._connected = False
         self._camera: dict[str, Any] = {}
         self._sessions = 0
@@ -122,13 +118,11 @@ class GenICamSource:
         if self._process is not None:
             self._process.stop(2.0)
             self._process = None
-        for process, _ in self._retired:
-            process.reap(1.0)
-        self._retired.clear()
+        self._retired.stop_all(1.0)
         self._connected = False
 
     def _spawn(self) -> None:
-        self._process = CameraProcess(self.settings)
+        self._process = CameraProcess(self.settings, self.options)
         log.debug("camera process %s started", self._process.pid)
 
     def connected(self) -> bool:
@@ -190,7 +184,7 @@ class GenICamSource:
             self._said_waiting = message[1]
             log.warning("camera not there yet: %s", message[1])
         elif kind == "trigger-failed":
-            self.counters["trigger_failures"] += 1
+            self._count("trigger_failures")
             log.warning("camera %s: software trigger %s failed: %s", self._label, message[1], message[2])
         elif kind == "lost":
             self._on_lost(message[1])
@@ -214,11 +208,7 @@ class GenICamSource:
                 self._report_missed(missed, reason if self._connected else "the camera is away")
         if self.mode == SOFTWARE and self._connected and self._in_a_row >= MISSED_IN_A_ROW_IS_LOSS:
             self._on_lost(f"{self._in_a_row} software triggers in a row got no frame")
-        self._retired = [
-            (p, since)
-            for p, since in self._retired
-            if not p.reap(1.0 if now_ns - since > RETIRE_S * 1e9 else 0)
-        ]
+        self._retired.reap(now_ns)
         if self._process is None and now_ns >= self._respawn_at_ns:
             self._spawn()
 
@@ -232,7 +222,6 @@ class GenICamSource:
             log.info("camera %s open: %s %s, %s", self._label, info["pixel_format"], info["shape"], self.mode)
             return
         away_s = (time.monotonic_ns() - (self._lost_at_ns or 0)) / 1e9
-        self.counters["reconnects"] += 1
         self._returning = True
         log.warning("camera %s is back after %.1f s (session %d)", self._label, away_s, self._sessions)
 
@@ -240,7 +229,7 @@ class GenICamSource:
         now_ns = time.monotonic_ns()
         self._retire()
         if self._connected:
-            self.counters["losses"] += 1
+            self._count("losses")
             self._lost_at_ns, self._outage_missed, self._backoff_s = now_ns, 0, 0.0
             log.warning("camera %s lost: %s; looking for it again", self._label, reason)
         else:
@@ -257,7 +246,7 @@ class GenICamSource:
     def _retire(self) -> None:
         if self._process is not None:
             self._process.send("stop")
-            self._retired.append((self._process, time.monotonic_ns()))
+            self._retired.add(self._process, time.monotonic_ns())
             self._process = None
 
     def _report_missed(self, missed: list[Waiting], why: str) -> None:
@@ -283,12 +272,12 @@ class GenICamSource:
         with self._lock:
             match = self._ledger.frame(raw["block_id"], raw["camera_timestamp_ns"], raw["t_ns"])
             self._report_missed(list(match.missed), "its frame was lost on the way (block-id gap)")
-        self.counters["frames"] += 1
+            self.counters["frames"] += 1
+            frame_id = block_id(raw, self.counters["frames"] - 1)
         meta = frame_meta(raw, match, camera=self._label, mode=self.mode, session=self._sessions)
-        frame_id = block_id(raw, self.counters["frames"] - 1)
         times = {"t_ns": raw["t_ns"], "wall_ns": raw["wall_ns"], "frame_id": frame_id}
         if match.stale:
-            self.counters["stale_frames"] += 1
+            self._count("stale_frames")
             log.warning("camera %s frame %s: %s: %s", self._label, frame_id, STALE, match.stale)
             pixels = NO_IMAGE if image is None else image
             self._out.append(self._event(STALE, match.stale, image=pixels, meta=meta, **times))
@@ -299,7 +288,7 @@ class GenICamSource:
         if image is not None:
             self._out.append(Frame(frame_id, raw["t_ns"], raw["wall_ns"], image, meta))
             return
-        self.counters["overruns"] += 1
+        self._count("overruns")
         detail = "the camera process had no free slot for the frame (the source is not read fast enough)"
         log.warning("camera %s frame %s: %s: %s", self._label, frame_id, OVERRUN, detail)
         self._out.append(self._event(OVERRUN, detail, meta=meta, **times))
@@ -325,12 +314,15 @@ class GenICamSource:
         return {}
 
     def _report_lost(self, lost: int, why: str, frame_id: int, raw: dict[str, Any]) -> None:
-        with self._lock:  # trigger() counts from another thread
-            self.counters["lost_frames"] += lost
+        self._count("lost_frames", lost)
         log.warning("camera %s: %s: %d frames lost: %s", self._label, CAMERA_LOST, lost, why)
         extra = {"lost_frames": lost, "before_frame_id": frame_id}
         times = {"t_ns": raw["t_ns"], "wall_ns": raw["wall_ns"]}
         self._out.append(self._event(CAMERA_LOST, f"{lost} frames lost: {why}", meta=extra, **times))
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
 
     def _event(self, reason: str, detail: str, **fields: Any) -> Frame:
         extra = fields.pop("meta", {})
@@ -338,11 +330,14 @@ class GenICamSource:
         return event_frame(reason, detail, meta, **fields)
 
     def status(self) -> dict[str, Any]:
-        """Camera state and counters, for the heartbeat and the status request."""
+        """Camera state and counters, for the heartbeat and the status request (a snapshot)."""
+        with self._lock:
+            counters, waiting = dict(self.counters), self._ledger.waiting
+            connected, sessions, lost_at_ns = self._connected, self._sessions, self._lost_at_ns
         away_s = None
-        if not self._connected and self._lost_at_ns is not None:
-            away_s = round((time.monotonic_ns() - self._lost_at_ns) / 1e9, 3)
+        if not connected and lost_at_ns is not None:
+            away_s = round((time.monotonic_ns() - lost_at_ns) / 1e9, 3)
         return {
-            "connected": self._connected, "camera": self._label, "trigger": self.mode, "sessions": self._sessions,
-            "away_s": away_s, "waiting_triggers": self._ledger.waiting, **dict(self.counters),
+            "connected": connected, "camera": self._label, "trigger": self.mode, "sessions": sessions,
+            "reconnects": max(0, sessions - 1), "away_s": away_s, "waiting_triggers": waiting, **counters,
         }  # fmt: skip

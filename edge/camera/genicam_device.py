@@ -3,12 +3,14 @@
 ``open_harvester`` loads the GenTL producers (a file that is not a loadable library is a start-up
 ``SourceError``) and lists the devices; ``Camera.open`` picks the one the station names
 (edge/camera/genicam_select.py: the error lists every device found when none or several match),
-creates the acquirer, applies
+creates the acquirer (``create``: the one place that does), applies
 the profile and the trigger node by node (edge/camera/genicam_nodes.py) and sets the buffer count.
 
-``Camera.fetch(timeout_s, out)`` waits at most ``timeout_s`` for a buffer, converts its pixels into
-``out`` (or a new array) while the buffer is still held, and queues the buffer back to the driver:
-the conversion is the copy. The buffer's frame (block) id and timestamp come with it when the
+``Camera.fetch(timeout_s, out)`` waits at most ``timeout_s`` for a buffer, asks ``out(shape)`` where
+the frame goes, converts its pixels there (or into a new array when ``out`` gives None) while the
+buffer is still held, and queues the buffer back to the driver: the conversion is the copy. When
+``out`` gives ``DROP`` (no room for the frame) nothing is converted: the buffer goes straight back
+and the frame comes without an image. The buffer's frame (block) id and timestamp come with it when the
 producer has them. A GenTL error other than the timeout means the camera is gone (``CameraGone``):
 a pulled cable surfaces as the producer's ``EventGetData`` failing (harvesters logs it and raises
 the genicam.gentl exception, e.g. ``IoException``, GC_ERR_IO), or as the device's access status
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge.camera import pixel_format
-from edge.camera.genicam_nodes import apply_writes, trigger_writes
+from edge.camera.genicam_nodes import apply_writes, first_line, read_node, trigger_writes
 from edge.camera.genicam_select import (
     ACCESS_STATUS,
     DeviceNotFound,
@@ -48,11 +50,22 @@ class CameraGone(Exception):
     """The camera stopped answering while streaming; the message says how it showed."""
 
 
+class Drop:
+    """The type of ``DROP``, what ``fetch``'s ``out`` returns when there is no room for the frame."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = Drop()
+Out = Callable[[tuple[int, ...]], "np.ndarray | Drop | None"]  # where a frame of this shape goes
+
+
 @dataclass(frozen=True)
 class Grabbed:
     """One frame out of the driver: pixels converted and owned, with the camera's ids and times."""
 
-    image: np.ndarray
+    image: np.ndarray | None  # None: dropped unconverted (``out`` had no room)
     block_id: int | None
     camera_timestamp_ns: int | None
     t_ns: int  # monotonic, when the buffer was received
@@ -93,7 +106,7 @@ class Camera:
     @classmethod
     def open(cls, harvester: Any, settings: GenICamSettings, profile: CameraProfile | None) -> Camera:
         summary = select_device(list_devices(harvester), settings.device)
-        acquirer = _create(harvester, summary)
+        acquirer = create(harvester, summary)
         camera = cls(acquirer, summary, settings)
         try:
             camera._configure(profile)
@@ -118,10 +131,8 @@ class Camera:
         pixel_format.layout_of(self.node_pixel_format)  # an unsupported format stops here, named
 
     def _node_text(self, name: str) -> str:
-        try:
-            return str(self.node_map.get_node(name).value) if self.node_map.has_node(name) else ""
-        except Exception:  # noqa: BLE001 - an unreadable description node only weakens a log line
-            return ""
+        value = read_node(self.node_map, name)
+        return "" if value is None else str(value)
 
     @property
     def node_pixel_format(self) -> str:
@@ -159,7 +170,7 @@ class Camera:
         try:
             self.acquirer.start()
         except GenericException as exc:
-            raise CameraGone(f"acquisition did not start: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise CameraGone(f"acquisition did not start: {type(exc).__name__}: {first_line(exc)}") from exc
 
     def execute_trigger(self) -> None:
         try:
@@ -167,9 +178,7 @@ class Camera:
         except Exception as exc:  # noqa: BLE001 - GenApi / GenTL raise their own classes
             raise CameraGone(f"TriggerSoftware failed: {type(exc).__name__}: {exc}") from exc
 
-    def fetch(
-        self, timeout_s: float, out: Callable[[tuple[int, ...]], np.ndarray | None] | None = None
-    ) -> Grabbed | None:
+    def fetch(self, timeout_s: float, out: Out | None = None) -> Grabbed | None:
         """The next frame within ``timeout_s``, else None; ``CameraGone`` when the producer fails."""
         from genicam.gentl import GenericException, TimeoutException
 
@@ -178,17 +187,17 @@ class Camera:
         except TimeoutException:
             return None
         except GenericException as exc:
-            raise CameraGone(f"fetch failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise CameraGone(f"fetch failed: {type(exc).__name__}: {first_line(exc)}") from exc
         t_ns, wall_ns = time.monotonic_ns(), time.time_ns()
         try:
             with buffer:
                 return self._convert(buffer, t_ns, wall_ns, out)
         except GenericException as exc:
             raise CameraGone(
-                f"buffer could not be read or queued back: {type(exc).__name__}: {_first_line(exc)}"
+                f"buffer could not be read or queued back: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
 
-    def _convert(self, buffer: Any, t_ns: int, wall_ns: int, out: Any) -> Grabbed | None:
+    def _convert(self, buffer: Any, t_ns: int, wall_ns: int, out: Out | None) -> Grabbed | None:
         components = buffer.payload.components
         if not components:
             return None
@@ -196,7 +205,11 @@ class Camera:
         delivered, width, height = str(component.data_format), int(component.width), int(component.height)
         self._check_format(delivered)
         target = out(pixel_format.output_shape(delivered, width, height)) if out else None
-        image = pixel_format.to_model_input(component.data, delivered, width, height, target)
+        image = None
+        if target is not DROP:
+            image = pixel_format.to_model_input(
+                component.data, delivered, width, height, target, x_padding=int(component.x_padding)
+            )
         module = buffer.module
         return Grabbed(
             image, _info(module, "frame_id"), _info(module, "timestamp_ns"), t_ns, wall_ns, delivered
@@ -219,7 +232,8 @@ class Camera:
                 log.debug("camera %s: %s failed while closing: %s", self.summary.label, step.__name__, exc)
 
 
-def _create(harvester: Any, summary: DeviceSummary) -> Any:
+def create(harvester: Any, summary: DeviceSummary) -> Any:
+    """The acquirer of ``summary``'s device; ``DeviceNotFound`` (from the GenTL error) when it cannot open."""
     from genicam.gentl import GenericException
 
     previous = signal.getsignal(signal.SIGINT)
@@ -227,7 +241,7 @@ def _create(harvester: Any, summary: DeviceSummary) -> Any:
         return harvester.create(summary.index)
     except GenericException as exc:
         raise DeviceNotFound(
-            f"camera {summary.label} cannot be opened: {type(exc).__name__}: {_first_line(exc)}",
+            f"camera {summary.label} cannot be opened: {type(exc).__name__}: {first_line(exc)}",
             fix="close the other program that uses the camera (another inp-edge instance, a viewer)",
         ) from exc
     finally:
@@ -241,8 +255,3 @@ def _info(module: Any, name: str) -> int | None:
     except Exception:  # noqa: BLE001 - NotAvailableException and kin: the producer does not say
         return None
     return int(value) if value is not None else None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__

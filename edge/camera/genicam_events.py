@@ -16,9 +16,6 @@ import numpy as np
 from edge.camera.frame import Frame
 from edge.camera.genicam_settings import FREE_RUN
 from edge.camera.triggers import FrameMatch
-from edge.decision import MISSED_TRIGGER
-
-__all__ = ["MISSED_TRIGGER"]
 
 NO_IMAGE = np.zeros((0, 0), np.uint8)
 

@@ -9,8 +9,9 @@ within the node's increment or 0.5 %), unless the write says ``verify: false``.
 
 ``trigger_writes`` turns the station's trigger settings into node writes for this camera (SFNC:
 TriggerSelector, TriggerMode, TriggerSource, TriggerActivation, TriggerDelay), leaving out nodes
-the camera does not have where that changes nothing. ``node_map`` is a GenApi node map as harvesters
-gives it (``ia.remote_device.node_map``); nothing here imports harvesters.
+the camera does not have where that changes nothing. ``read_node`` reads one node, None when it is
+not there; ``first_line`` shortens a GenApi / GenTL message for an error. ``node_map`` is a GenApi
+node map as harvesters gives it (``ia.remote_device.node_map``); nothing here imports harvesters.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _apply(node_map: Any, write: NodeWrite, camera: str, origin: str) -> Applied
     try:
         node.value = value
     except Exception as exc:  # noqa: BLE001 - GenApi raises its own classes; the message says what it refused
-        raise fail(f"refused {value!r}: {_first_line(exc)}", allowed_values(node)) from exc
+        raise fail(f"refused {value!r}: {first_line(exc)}", allowed_values(node)) from exc
     if not write.verify or access == 2:
         return AppliedWrite(write.node, value, None)
     read_back = _read(node)
@@ -177,7 +178,7 @@ def _read(node: Any) -> Any:
     try:
         return node.value
     except Exception as exc:  # noqa: BLE001 - reported as the value read
-        return f"<unreadable: {_first_line(exc)}>"
+        return f"<unreadable: {first_line(exc)}>"
 
 
 def values_match(kind: int, written: Any, read_back: Any, increment: float = 0.0) -> bool:
@@ -188,9 +189,19 @@ def values_match(kind: int, written: Any, read_back: Any, increment: float = 0.0
     return written == read_back
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (GenTL's run long), or its class name when it has none."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def read_node(node_map: Any, name: str, attribute: str = "value") -> Any:
+    """``attribute`` of node ``name`` (its value by default); None when there is no such node or it
+    cannot be read now."""
+    try:
+        return getattr(node_map.get_node(name), attribute) if node_map.has_node(name) else None
+    except Exception:  # noqa: BLE001 - GenApi raises its own classes; an unreadable node reads as unknown
+        return None
 
 
 def trigger_writes(trigger: TriggerSettings, node_map: Any, camera: str) -> tuple[NodeWrite, ...]:

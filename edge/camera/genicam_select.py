@@ -41,8 +41,12 @@ class DeviceSummary:
         return f"{self.vendor} {self.model} (serial {self.serial_number or '?'})"
 
     def describe(self) -> str:
+        """One line with everything ``source.genicam.device`` can select by (as `inp-edge cameras` lists it)."""
         user = f", user name {self.user_name!r}" if self.user_name else ""
-        return f"[{self.index}] {self.label}, id {self.id!r}{user}, {self.tl_type}, {self.access}"
+        return (
+            f"[{self.index}] {self.vendor} {self.model}, serial {self.serial_number!r}{user}, id {self.id!r}, "
+            f"{self.tl_type}, {self.access}"
+        )
 
 
 def select_device(devices: list[DeviceSummary], selector: DeviceSelector) -> DeviceSummary:

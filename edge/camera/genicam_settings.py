@@ -1,9 +1,12 @@
 """Settings of the GenICam source: plain frozen values (they travel to the camera process pickled).
 
-``GenICamSettings.from_config`` reads the station config's ``source.genicam`` section (any object with
-its attributes); the meaning of every field is in docs/config.md (``source.genicam.*``). ``producers``
-resolves the GenTL producer files: the configured files and folders, else the folders listed in
-``GENICAM_GENTL64_PATH``; each folder contributes its ``*.cti`` files in name order.
+``GenICamSettings`` is also the station config's ``source.genicam`` section: edge/config.py builds
+it (with ``DeviceSelector`` and ``TriggerSettings`` for its ``device`` and ``trigger`` sections) and
+every default comes from the schema (edge/config_schema.py); the meaning of every field is in
+docs/config.md (``source.genicam.*``). ``ProcessOptions`` says how the camera process runs (not a
+station config key). ``producer_files`` resolves the GenTL producer files: the configured files and
+folders, else the folders listed in ``GENICAM_GENTL64_PATH``; each folder contributes its ``*.cti``
+files in name order.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.config_schema import DEFAULTS as D
+from edge.config_schema import TRIGGER_MODES
 from edge.errors import SourceError
 
-FREE_RUN, SOFTWARE, LINE = "free-run", "software", "line"
-TRIGGER_MODES = (FREE_RUN, SOFTWARE, LINE)
+FREE_RUN, SOFTWARE, LINE = TRIGGER_MODES
 GENTL_PATH_VARIABLE = "GENICAM_GENTL64_PATH"
 
 
@@ -25,10 +29,10 @@ GENTL_PATH_VARIABLE = "GENICAM_GENTL64_PATH"
 class DeviceSelector:
     """Which camera: every field set must match; none set = the only device found."""
 
-    serial_number: str | None = None
-    id: str | None = None
-    user_name: str | None = None
-    index: int | None = None
+    serial_number: str | None = D["source.genicam.device.serial_number"]
+    id: str | None = D["source.genicam.device.id"]
+    user_name: str | None = D["source.genicam.device.user_name"]
+    index: int | None = D["source.genicam.device.index"]
 
     def describe(self) -> str:
         parts = [f"{name} {value!r}" for name, value in self._set().items()]
@@ -40,57 +44,35 @@ class DeviceSelector:
 
 @dataclass(frozen=True)
 class TriggerSettings:
-    mode: str = FREE_RUN
-    selector: str = "FrameStart"
-    source: str = "Line0"
-    activation: str = "RisingEdge"
-    delay_us: float = 0.0
-    timeout_s: float = 1.0
-
-    @property
-    def triggered(self) -> bool:
-        return self.mode != FREE_RUN
+    mode: str = D["source.genicam.trigger.mode"]
+    selector: str = D["source.genicam.trigger.selector"]
+    source: str = D["source.genicam.trigger.source"]
+    activation: str = D["source.genicam.trigger.activation"]
+    delay_us: float = D["source.genicam.trigger.delay_us"]
+    timeout_s: float = D["source.genicam.trigger.timeout_s"]
 
 
 @dataclass(frozen=True)
 class GenICamSettings:
-    producers: tuple[Path, ...] = ()  # files or folders; () = GENICAM_GENTL64_PATH
+    producers: tuple[Path, ...] = D["source.genicam.producers"]  # files or folders; () = GENICAM_GENTL64_PATH
     device: DeviceSelector = field(default_factory=DeviceSelector)
-    profile: Path | None = None
+    profile: Path | None = D["source.genicam.profile"]
     trigger: TriggerSettings = field(default_factory=TriggerSettings)
-    fetch_timeout_s: float = 0.05
-    frame_timeout_s: float = 2.0
-    buffers: int = 8
-    reconnect_backoff_max_s: float = 1.0
-    start_timeout_s: float = 10.0
-    # Called in the camera process before the producer loads, as "module:function" (tests inject
-    # faults at the producer's calls with it); not a station config key.
-    process_hook: str = ""
-    log_level: str = "INFO"
+    fetch_timeout_s: float = D["source.genicam.fetch_timeout_s"]
+    frame_timeout_s: float = D["source.genicam.frame_timeout_s"]
+    buffers: int = D["source.genicam.buffers"]
+    reconnect_backoff_max_s: float = D["source.genicam.reconnect_backoff_max_s"]
+    start_timeout_s: float = D["source.genicam.start_timeout_s"]
 
-    @classmethod
-    def from_config(cls, genicam: Any, **extra: Any) -> GenICamSettings:
-        """From the station config's ``source.genicam`` section (a ``GenICamConfig``)."""
-        device, trigger = genicam.device, genicam.trigger
-        return cls(
-            producers=tuple(genicam.producers),
-            device=DeviceSelector(device.serial_number, device.id, device.user_name, device.index),
-            profile=genicam.profile,
-            trigger=TriggerSettings(
-                trigger.mode,
-                trigger.selector,
-                trigger.source,
-                trigger.activation,
-                trigger.delay_us,
-                trigger.timeout_s,
-            ),  # fmt: skip
-            fetch_timeout_s=genicam.fetch_timeout_s,
-            frame_timeout_s=genicam.frame_timeout_s,
-            buffers=genicam.buffers,
-            reconnect_backoff_max_s=genicam.reconnect_backoff_max_s,
-            start_timeout_s=genicam.start_timeout_s,
-            **extra,
-        )
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How the camera process runs: its log level (the service's), and a hook the tests use."""
+
+    log_level: str = "INFO"
+    # Called in the camera process before the producer loads, as "module:function" (tests inject
+    # faults at the producer's calls with it).
+    process_hook: str = ""
 
 
 def producer_files(

@@ -53,12 +53,15 @@ def plan_wait(now_ns: int, part_due_ns: int, timeout_s: float) -> WaitPlan:
     return WaitPlan(sleep_ns=timeout_ns, deliver=False)
 
 
+def is_number(value: object, *, whole: bool = False) -> bool:
+    """A number (``whole``: an integer), numpy's included; never a bool."""
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
 def check_rate(rate_pps: float) -> float:
     """``rate_pps`` as a float, refused when negative or not a number."""
-    is_number = isinstance(rate_pps, int | float | np.integer | np.floating) and not isinstance(
-        rate_pps, bool
-    )
-    if not is_number or not 0 <= rate_pps < math.inf:
+    if not is_number(rate_pps) or not 0 <= rate_pps < math.inf:
         raise ConfigError(
             f"rate_pps {rate_pps!r} is not a rate", fix="give parts per second >= 0 (0: as fast as asked)"
         )

@@ -4,7 +4,7 @@ The generated line (``edge/camera/generated.py``) and the synthetic MVTec-layout
 (``export/synthetic.py``) both draw with these functions, so a model trained on the synthetic set
 sees the same kind of part on the generated line. numpy and OpenCV only; images are BGR uint8,
 as OpenCV draws and writes them. For a given generator state the output is fixed: the synthetic
-data set's images are a regression guard on it (tests/test_sources.py).
+data set's images are a regression guard on it (tests/test_generated_line.py).
 """
 
 from __future__ import annotations

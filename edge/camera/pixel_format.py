@@ -92,28 +92,44 @@ def output_shape(pixel_format: str, width: int, height: int) -> tuple[int, ...]:
     return (height, width) if layout.output == MONO else (height, width, 3)
 
 
-def buffer_view(data: np.ndarray, pixel_format: str, width: int, height: int) -> np.ndarray:
-    """The delivered bytes as H×W (one byte per pixel) or H×W×bytes, skipping any row padding."""
+def buffer_view(
+    data: np.ndarray, pixel_format: str, width: int, height: int, x_padding: int = 0
+) -> np.ndarray:
+    """The delivered bytes as H×W (one byte per pixel) or H×W×bytes, a view that skips the row padding.
+
+    A row is ``width * bytes_per_pixel + x_padding`` bytes (``x_padding``: the producer's padding at the
+    end of each row, GenTL's BUFFER_INFO_PADDING_X, in bytes). Bytes after the last row (chunk data, a
+    part's trailer) are not pixels and are left alone; a buffer too small for the rows is refused.
+    """
     layout = layout_of(pixel_format)
-    flat = np.asarray(data, dtype=np.uint8).reshape(-1)
+    flat = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
     row_bytes = width * layout.bytes_per_pixel
-    if height <= 0 or width <= 0 or flat.size < row_bytes * height:
+    stride = row_bytes + x_padding
+    needed = stride * (height - 1) + row_bytes  # the last row's padding may be left out
+    if height <= 0 or width <= 0 or x_padding < 0 or flat.size < needed:
         raise SourceError(
-            f"a {pixel_format} frame of {width}x{height} px needs {row_bytes * height} bytes, "
-            f"the buffer holds {flat.size}",
+            f"a {pixel_format} frame of {width}x{height} px (row padding {x_padding} bytes) needs {needed} "
+            f"bytes, the buffer holds {flat.size}",
             fix="check the camera's Width, Height and PixelFormat (the frame is incomplete or mislabelled)",
         )
-    stride = flat.size // height  # a row with its padding
-    rows = flat[: stride * height].reshape(height, stride)[:, :row_bytes]
-    return rows if layout.bytes_per_pixel == 1 else rows.reshape(height, width, layout.bytes_per_pixel)
+    shape = (height, width, layout.bytes_per_pixel)
+    view = np.ndarray(shape, np.uint8, buffer=flat, strides=(stride, layout.bytes_per_pixel, 1))
+    return view[..., 0] if layout.bytes_per_pixel == 1 else view
 
 
 def to_model_input(
-    data: np.ndarray, pixel_format: str, width: int, height: int, out: np.ndarray | None = None
+    data: np.ndarray,
+    pixel_format: str,
+    width: int,
+    height: int,
+    out: np.ndarray | None = None,
+    *,
+    x_padding: int = 0,
 ) -> np.ndarray:
-    """The frame as the model's input (a new array, or written into ``out`` of the right shape)."""
+    """The frame as the model's input (a new array, or written into ``out`` of the right shape);
+    ``x_padding``: the producer's row padding in bytes (see ``buffer_view``)."""
     layout = layout_of(pixel_format)
-    raw = buffer_view(data, pixel_format, width, height)
+    raw = buffer_view(data, pixel_format, width, height, x_padding)
     shape = output_shape(pixel_format, width, height)
     if out is None:
         out = np.empty(shape, np.uint8)

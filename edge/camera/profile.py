@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.camera.pixel_format import SUPPORTED
-from edge.config_checks import ConfigIssue, issues_error
+from edge.config_checks import ConfigIssue, issues_error, unknown_key
+from edge.config_schema import REQUIRED, TYPE_NAMES, Key, allowed_text
+from edge.config_values import check_value
 from edge.config_yaml import FILE, parse_yaml, read_yaml_text, with_line
 
 PROFILE_SCHEMA = 1
@@ -67,12 +69,6 @@ class CameraProfile:
     @property
     def name(self) -> str:
         return str(self.path) if self.path else f"profile for {self.vendor} {self.model}"
-
-    @property
-    def pixel_format(self) -> str | None:
-        """The last PixelFormat the profile writes, if any."""
-        formats = [write.value for write in self.nodes if write.node == "PixelFormat"]
-        return str(formats[-1]) if formats else None
 
 
 def is_profile_document(data: Any) -> bool:
@@ -113,20 +109,29 @@ def check_profile_data(data: Any, path: Path | None = None) -> tuple[CameraProfi
     if data.get(PROFILE_KEY) != PROFILE_SCHEMA:
         issues.append(ConfigIssue(PROFILE_KEY, f"schema {data.get(PROFILE_KEY)!r} is not known", "1"))
     vendor, model = _check_camera(data.get("camera"), issues)
-    tried = data.get("tried_on_hardware")
-    if not isinstance(tried, bool):
-        issues.append(
-            ConfigIssue("tried_on_hardware", f"must be true or false, got {tried!r}", "true, false")
-        )
-    texts = {key: data.get(key, "") for key in ("producer", "description")}
-    for key, value in texts.items():
-        if not isinstance(value, str):
-            issues.append(ConfigIssue(key, f"must be text, got {value!r}", "text"))
+    tried = _checked("tried_on_hardware", "bool", REQUIRED, data, issues)
+    producer = _checked("producer", "text", "", data, issues)
+    description = _checked("description", "text", "", data, issues)
     nodes = _check_nodes(data.get("nodes"), issues)
     if issues:
         return None, issues
-    profile = CameraProfile(vendor, model, tried, nodes, texts["producer"], texts["description"], path)
-    return profile, []
+    return CameraProfile(vendor, model, tried, nodes, producer, description, path), []
+
+
+def _checked(path: str, kind: str, default: Any, raw: Mapping[Any, Any], issues: list[ConfigIssue],
+             allowed: str = "") -> Any:  # fmt: skip
+    """The value of key ``path`` in ``raw`` (its section), checked as the station config checks a key of
+    ``kind`` (edge/config_values.py); ``default`` (or ``REQUIRED``) when absent."""
+    key = Key(path, kind, default, "", allowed=allowed)
+    if key.name not in raw:
+        if key.required:
+            message = f"must be {TYPE_NAMES[kind]}, got nothing (the key is missing)"
+            issues.append(ConfigIssue(path, message, allowed_text(key)))
+        return default
+    value, problem = check_value(key, raw[key.name], Path("."))
+    if problem is not None:
+        issues.append(ConfigIssue(path, problem, allowed_text(key)))
+    return value
 
 
 def _check_camera(raw: Any, issues: list[ConfigIssue]) -> tuple[str, str]:
@@ -134,15 +139,18 @@ def _check_camera(raw: Any, issues: list[ConfigIssue]) -> tuple[str, str]:
         issues.append(ConfigIssue("camera", f"must be a mapping, got {raw!r}", "{vendor: TEXT, model: TEXT}"))
         return "", ""
     issues.extend(_unknown_keys("camera", raw, CAMERA_KEYS))
-    values = []
-    for key in CAMERA_KEYS:
-        value = raw.get(key)
-        if not isinstance(value, str) or not value.strip():
-            issues.append(ConfigIssue(f"camera.{key}", f"must be text, got {value!r}", "the DeviceVendorName / "
-                                      "DeviceModelName the camera reports"))  # fmt: skip
-            value = ""
-        values.append(value)
-    return values[0], values[1]
+    vendor, model = (
+        _checked(
+            f"camera.{name}",
+            "text",
+            REQUIRED,
+            raw,
+            issues,
+            f"text: the Device{name.title()}Name the camera reports",
+        )  # fmt: skip
+        for name in CAMERA_KEYS
+    )
+    return vendor or "", model or ""
 
 
 def _check_nodes(raw: Any, issues: list[ConfigIssue]) -> tuple[NodeWrite, ...]:
@@ -177,19 +185,11 @@ def _check_node(where: str, item: Any, issues: list[ConfigIssue]) -> NodeWrite |
     elif name == "PixelFormat" and value not in SUPPORTED:
         found.append(ConfigIssue(f"{where}.value", f"pixel format {value!r} cannot be converted for the "
                                  "model", ", ".join(SUPPORTED)))  # fmt: skip
-    verify, note = item.get("verify", True), item.get("note", "")
-    if not isinstance(verify, bool):
-        found.append(ConfigIssue(f"{where}.verify", f"must be true or false, got {verify!r}", "true, false"))
-    if not isinstance(note, str):
-        found.append(ConfigIssue(f"{where}.note", f"must be text, got {note!r}", "text"))
+    verify = _checked(f"{where}.verify", "bool", True, item, found)
+    note = _checked(f"{where}.note", "text", "", item, found)
     issues.extend(found)
     return None if found else NodeWrite(name, value, verify, note)
 
 
 def _unknown_keys(section: str, raw: Mapping[Any, Any], known: tuple[str, ...]) -> list[ConfigIssue]:
-    prefix = f"{section}." if section else ""
-    return [
-        ConfigIssue(f"{prefix}{name}", "unknown key", "keys here: " + ", ".join(known))
-        for name in raw
-        if name not in known
-    ]
+    return [unknown_key(section, name, known) for name in raw if name not in known]

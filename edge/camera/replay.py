@@ -111,9 +111,6 @@ class FolderReplay(PacedSource):
             f"{'loop' if self.loop else 'once'}, {describe_rate(self.rate_pps)})"
         )
 
-    def __len__(self) -> int:
-        return len(self._files)
-
     def _produce(self) -> tuple[np.ndarray, dict[str, Any]]:
         for _ in range(len(self._files)):
             if self._index >= len(self._files):

@@ -1,7 +1,7 @@
 """Every trigger accounted for: match frames to triggers and announced parts, find stale and lost ones.
 
 Pure bookkeeping (no camera, no clock of its own: times are monotonic ns handed in), tested with
-tables in tests/test_genicam.py. The GenICam source feeds it:
+tables in tests/test_genicam_triggers.py. The GenICam source feeds it:
 
 - ``announce(part_id, t_ns)``: the line said which part comes next, ahead of its trigger; parts are
   matched to frames (line trigger) or to software triggers in the order they were announced.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from edge.camera.genicam_settings import FREE_RUN, LINE, SOFTWARE
+from edge.camera.genicam_settings import FREE_RUN, SOFTWARE
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,3 @@ class TriggerLedger:
         missed = tuple(self._triggers.popleft() for _ in range(min(gap, sent_before - 1)))
         matched = self._triggers.popleft()
         return FrameMatch(matched.part_id, matched.t_ns, "", missed, gap)
-
-
-__all__ = ["FREE_RUN", "LINE", "SOFTWARE", "FrameMatch", "TriggerLedger", "Waiting"]

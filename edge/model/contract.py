@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ModelContractError
+from edge.errors import InpEdgeError, ModelContractError
 
 SCHEMA_VERSION = "2"
 SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
@@ -230,7 +230,7 @@ def _problems(m: ModelMetadata):
 
 
 def _record(kind: type, props: Mapping[str, str], key: str, where: str) -> Any:
-    """A frozen record from the JSON object under ``key``; names any missing, unknown or bad field."""
+    """A frozen record from the JSON object under the metadata key ``key``."""
     try:
         value = json.loads(props[key])
     except json.JSONDecodeError as exc:
@@ -243,57 +243,93 @@ def _record(kind: type, props: Mapping[str, str], key: str, where: str) -> Any:
             f"{where} has metadata key {key} holding a JSON {type(value).__name__}; expected an object",
             fix=REEXPORT_FIX,
         )
+    return parse_record(kind, value, key, where)
+
+
+def parse_record(
+    kind: type,
+    mapping: Any,
+    key: str,
+    where: str,
+    error_cls: type[InpEdgeError] = ModelContractError,
+    fix: str = REEXPORT_FIX,
+) -> Any:
+    """A frozen ``kind`` from the plain mapping stored under ``key`` (JSON-like values), strictly.
+
+    A missing, unknown or mistyped field is an ``error_cls`` naming ``where`` and the field; so is a
+    value the record itself refuses (an ``InpEdgeError`` from its ``__post_init__``). Export reads its
+    checkpoint records through this too (with ``CheckpointError``).
+    """
+    if not isinstance(mapping, Mapping):
+        raise error_cls(f"{where}: {key!r} holds a {type(mapping).__name__}, expected a mapping", fix=fix)
     known = {f.name: f for f in fields(kind)}
-    unknown = sorted(set(value) - set(known))
-    required = [f.name for f in fields(kind) if _is_required(f)]
-    missing = [name for name in required if name not in value]
+    unknown = sorted(str(name) for name in set(mapping) - set(known))
+    required = [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in mapping]
     if unknown or missing:
         parts = ([f"lacks {missing}"] if missing else []) + ([f"has unknown {unknown}"] if unknown else [])
-        raise ModelContractError(
-            f"{where} has metadata key {key} that {' and '.join(parts)}; "
-            f"the fields of {kind.__name__} are {sorted(known)}",
-            fix=REEXPORT_FIX,
+        raise error_cls(
+            f"{where}: {key!r} {' and '.join(parts)}; the fields of {kind.__name__} are {sorted(known)}",
+            fix=fix,
         )
-    converted = {name: _convert(known[name].type, raw, f"{key}.{name}", where) for name, raw in value.items()}
-    return kind(**converted)
+    values = {}
+    for name, raw in mapping.items():
+        value = _convert(known[name].type, raw)
+        if value is _REFUSED:
+            raise error_cls(f"{where}: {key}.{name}={raw!r} is not {known[name].type}", fix=fix)
+        values[name] = value
+    try:
+        return kind(**values)
+    except InpEdgeError as exc:  # a value the record refuses, e.g. a crop larger than the resize
+        raise error_cls(f"{where}: {key!r} is invalid: {exc.message}", fix=fix) from None
 
 
-def _is_required(f: Any) -> bool:
-    from dataclasses import MISSING
-
-    return f.default is MISSING and f.default_factory is MISSING
+_SIMPLE = {"int": int, "float": float, "str": str, "bool": bool}
+_REFUSED = object()  # what _convert returns for a value that does not fit its annotation
 
 
-_SIMPLE = {"int": int, "float": float, "str": str}
+def _convert(annotation: str, raw: Any) -> Any:
+    """JSON-like value → the annotated type (string annotations, under ``from __future__``), or _REFUSED.
 
-
-def _convert(annotation: str, raw: Any, key: str, where: str) -> Any:
-    """JSON value → the annotated type (the annotations are strings under ``from __future__``)."""
-    optional = annotation.endswith(" | None")
-    base = annotation.removesuffix(" | None")
-    if raw is None and optional:
-        return None
-    ok = True
-    if base in _SIMPLE:
-        expected = _SIMPLE[base]
+    Knows the simple types, ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y, ...]`` of fixed length,
+    ``Mapping[str, X]`` and ``Any``; a bool is never taken for a number, nor a string for a tuple.
+    """
+    if annotation.endswith(" | None"):
+        return None if raw is None else _convert(annotation.removesuffix(" | None"), raw)
+    if annotation == "Any":
+        return raw
+    if annotation in _SIMPLE:
+        expected = _SIMPLE[annotation]
         ok = isinstance(raw, expected) or (expected is float and isinstance(raw, int))
-        ok = ok and not isinstance(raw, bool)
-        value = expected(raw) if ok else None
-    elif base == "tuple[str, ...]":
-        ok = isinstance(raw, list) and all(isinstance(item, str) for item in raw)
-        value = tuple(raw) if ok else None
-    elif base == "Mapping[str, int]":
-        ok = isinstance(raw, dict) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()
-        )
-        value = dict(raw) if ok else None
-    else:  # pragma: no cover - a field type this reader does not know is a bug here
-        raise TypeError(f"contract field {key} has unsupported type {annotation}")
-    if not ok:
-        raise ModelContractError(
-            f"{where} has metadata field {key}={raw!r}; expected {annotation}", fix=REEXPORT_FIX
-        )
-    return value
+        return expected(raw) if ok and (expected is bool or not isinstance(raw, bool)) else _REFUSED
+    if annotation.startswith("tuple[") and annotation.endswith("]"):
+        items = _split_arguments(annotation[len("tuple[") : -1])
+        if not isinstance(raw, list | tuple):
+            return _REFUSED
+        kinds = [items[0]] * len(raw) if items[-1] == "..." else items
+        if len(kinds) != len(raw):
+            return _REFUSED
+        converted = tuple(_convert(item, value) for item, value in zip(kinds, raw, strict=True))
+        return _REFUSED if any(value is _REFUSED for value in converted) else converted
+    if annotation.startswith("Mapping[str, ") and annotation.endswith("]"):
+        if not isinstance(raw, Mapping) or not all(isinstance(name, str) for name in raw):
+            return _REFUSED
+        converted = {
+            name: _convert(annotation[len("Mapping[str, ") : -1], value) for name, value in raw.items()
+        }
+        return _REFUSED if any(value is _REFUSED for value in converted.values()) else converted
+    raise TypeError(f"record field type {annotation} is not one this reader knows")  # a bug here
+
+
+def _split_arguments(text: str) -> list[str]:
+    """``"tuple[int, ...], ..."`` → ``["tuple[int, ...]", "..."]`` (commas inside brackets kept)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+    return [*parts, text[start:].strip()]
 
 
 def _json(value: dict[str, Any]) -> str:

@@ -57,6 +57,8 @@ class Detector:
         self.settings = settings
         self._preprocess = loaded.info.meta.preprocess
         self._crop_px = loaded.info.meta.crop_px
+        wanted = settings.want_features and c.OUTPUT_PATCH_FEATURES in loaded.info.optional_outputs
+        self._outputs = (*c.REQUIRED_OUTPUTS, *((c.OUTPUT_PATCH_FEATURES,) if wanted else ()))
 
     def prepare(self, frame: Frame) -> Prepared:
         """ROI and THE pre-processing (thread-safe: the acquire thread may do it for the next part)."""
@@ -73,7 +75,7 @@ class Detector:
     def run(self, prepared: Prepared) -> Inference:
         """The model on a prepared input (one thread at a time)."""
         started_ns = time.perf_counter_ns()
-        outputs = run_model(self.loaded, prepared.model_input)
+        outputs = run_model(self.loaded, prepared.model_input, self._outputs)
         model_ms = (time.perf_counter_ns() - started_ns) / 1e6
         features = outputs.get(c.OUTPUT_PATCH_FEATURES) if self.settings.want_features else None
         return Inference(

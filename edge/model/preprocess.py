@@ -110,24 +110,28 @@ class Geometry:
         return u0, v0, u1, v1
 
 
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 H×W (mono), H×W×1 or H×W×3 RGB → H×W×3 RGB."""
+def frame_pixels(image: np.ndarray) -> np.ndarray:
+    """A checked frame: uint8 H×W (mono, H×W×1 squeezed) or H×W×3 RGB, else a ModelInputError."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         kind = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
         raise ModelInputError(
             f"frame must be a uint8 numpy array, got {kind}",
             fix="convert the camera's pixel format to Mono8 or RGB8 first (edge/camera/pixel_format.py)",
         )
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.ndim == 3 and image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
+        return image[:, :, 0]
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
         return image
     raise ModelInputError(
         f"frame has shape {image.shape}; expected H×W (mono) or H×W×3 (RGB)",
         fix="convert the camera's pixel format to Mono8 or RGB8 first (edge/camera/pixel_format.py)",
     )
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 H×W (mono), H×W×1 or H×W×3 RGB → H×W×3 RGB."""
+    pixels = frame_pixels(image)
+    return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels
 
 
 def resize_square(rgb: np.ndarray, size_px: int) -> np.ndarray:
@@ -183,9 +187,13 @@ def resize_and_crop(rgb: np.ndarray, resize_px: int, crop_px: int) -> np.ndarray
 def preprocess_frame(
     image: np.ndarray, *, resize_px: int, crop_px: int, roi: Roi | None = None, fit: str = "stretch"
 ) -> tuple[np.ndarray, Geometry]:
-    """A camera frame → the model's uint8 crop×crop×3 RGB input, and how its pixels map back."""
-    rgb = to_rgb(image)
-    frame_hw = rgb.shape[:2]
+    """A camera frame → the model's uint8 crop×crop×3 RGB input, and how its pixels map back.
+
+    A mono frame stays one channel through the crop and the resize and becomes RGB at the model's
+    size (the filters work per channel, so the result is the same, for a third of the work).
+    """
+    pixels = frame_pixels(image)
+    frame_hw = pixels.shape[:2]
     roi = roi or Roi(0, 0, frame_hw[1], frame_hw[0])
     if not roi.fits_in(frame_hw):
         raise ModelInputError(
@@ -194,14 +202,14 @@ def preprocess_frame(
         )
     if fit not in FITS:
         raise ModelInputError(f"fit {fit!r} is not one of {FITS}", fix="use stretch or letterbox")
-    region = rgb[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
+    region = pixels[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
     offset = crop_offset(resize_px, crop_px)
     if fit == "stretch":
         square = resize_square(region, resize_px)
         scale_x, scale_y, pad_x, pad_y = resize_px / roi.width, resize_px / roi.height, 0.0, 0.0
     else:
         square, scale_x, scale_y, pad_x, pad_y = _letterbox(region, resize_px)
-    model_input = np.ascontiguousarray(square[offset : offset + crop_px, offset : offset + crop_px])
+    model_input = to_rgb(np.ascontiguousarray(square[offset : offset + crop_px, offset : offset + crop_px]))
     geometry = Geometry(roi, scale_x, scale_y, pad_x, pad_y, offset, offset, crop_px)
     return model_input, geometry
 
@@ -211,8 +219,9 @@ def _letterbox(region: np.ndarray, size_px: int) -> tuple[np.ndarray, float, flo
     scale = size_px / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = resize_to(region, new_w, new_h)
-    fill = region.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
-    canvas = np.empty((size_px, size_px, 3), np.uint8)
+    channels = region.shape[2:]  # () for mono, (3,) for RGB
+    fill = region.reshape(-1, *channels).mean(axis=0).round().astype(np.uint8)
+    canvas = np.empty((size_px, size_px, *channels), np.uint8)
     canvas[:] = fill
     left, top = (size_px - new_w) // 2, (size_px - new_h) // 2
     canvas[top : top + new_h, left : left + new_w] = resized

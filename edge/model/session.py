@@ -237,8 +237,14 @@ def warm_up(loaded: LoadedModel, runs: int) -> None:
         run_model(loaded, zeros)
 
 
-def run_model(loaded: LoadedModel, image_rgb_u8: np.ndarray) -> dict[str, np.ndarray]:
-    """Run one RGB uint8 image, (H, W, 3) or (1, H, W, 3) at the model's input size."""
+def run_model(
+    loaded: LoadedModel, image_rgb_u8: np.ndarray, outputs: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Run one RGB uint8 image, (H, W, 3) or (1, H, W, 3) at the model's input size.
+
+    ``outputs``: the output names to fetch (None: all); the device needs only the map and the score
+    (patch features are 1 MB per part for the EfficientNet model, copied out for nothing otherwise).
+    """
     height, width = loaded.info.input_hw
     if not isinstance(image_rgb_u8, np.ndarray):
         raise ModelInputError(
@@ -253,10 +259,11 @@ def run_model(loaded: LoadedModel, image_rgb_u8: np.ndarray) -> dict[str, np.nda
             fix=f"resize / crop to {height}x{width} and convert to uint8 RGB before running the model",
         )
     try:
-        values = loaded.session.run(None, {c.INPUT_IMAGE: np.ascontiguousarray(image)})
+        names = None if outputs is None else list(outputs)
+        values = loaded.session.run(names, {c.INPUT_IMAGE: np.ascontiguousarray(image)})
     except Exception as exc:
         raise ModelRunError(
             f"onnxruntime failed running model {loaded.info.path}: {str(exc).strip()[:500]}",
             fix="check the providers (try --providers cpu) and the model with `inp-edge bench-model MODEL`",
         ) from None
-    return dict(zip(loaded.info.outputs, values, strict=True))
+    return dict(zip(loaded.info.outputs if outputs is None else outputs, values, strict=True))

@@ -87,35 +87,26 @@ class ListenSession:
             self._recover(station, *event.missing)
 
     def _recover(self, station: str, first: int, last: int) -> None:
-        from edge.control import request
+        from edge.control import fetch_verdicts
 
-        from_seq: int | None = first
-        while from_seq is not None:
-            payload = {"cmd": "verdicts", "from_seq": from_seq, "to_seq": last}
-            try:
-                reply = request(
-                    self.options.control,
-                    payload,
-                    timeout_s=self.options.control_timeout_s,
-                    curve_server_key_file=self.options.curve_server_key_file,
-                    curve_client_key_file=self.options.curve_client_key_file,
-                )
-            except InpEdgeError as exc:
-                self.warn(f"cannot recover {station} seq {from_seq}..{last}: {exc}")
-                return
-            if not reply.get("ok"):
-                self.warn(
-                    f"control refused to recover {station} seq {from_seq}..{last}: {reply.get('error')}"
-                )
-                return
-            for header in reply.get("verdicts", []):
-                if header.get("station") != station:
-                    self.warn(f"control {self.options.control} serves {header.get('station')}, not {station}")
-                    return
-                self._show({**header, "recovered": True}, format_verdict)
-            if reply.get("missing"):
-                self._show({"kind": "lost", "station": station, "seqs": reply["missing"]}, format_lost)
-            from_seq = reply.get("next_from_seq")
+        pages = fetch_verdicts(
+            self.options.control, first, last, timeout_s=self.options.control_timeout_s,
+            curve_server_key_file=self.options.curve_server_key_file,
+            curve_client_key_file=self.options.curve_client_key_file,
+        )  # fmt: skip
+        try:
+            for reply in pages:
+                for header in reply.get("verdicts", []):
+                    if header.get("station") != station:
+                        self.warn(
+                            f"control {self.options.control} serves {header.get('station')}, not {station}"
+                        )
+                        return
+                    self._show({**header, "recovered": True}, format_verdict)
+                if reply.get("missing"):
+                    self._show({"kind": "lost", "station": station, "seqs": reply["missing"]}, format_lost)
+        except InpEdgeError as exc:
+            self.warn(f"cannot recover {station} seq {first}..{last}: {exc}")
 
     def _on_heartbeat(self, message: Message) -> None:
         header = message.header

@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import InpEdgeError
@@ -114,9 +113,7 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
         return json_safe(value.tolist(), _depth + 1)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return json_safe(dataclasses.asdict(value), _depth + 1)
-    if isinstance(value, PurePath):
-        return str(value)
-    return str(value)
+    return str(value)  # paths, enums and the like
 
 
 def iso_utc(wall_ns: int) -> str:

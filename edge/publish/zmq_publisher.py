@@ -18,7 +18,6 @@ only overlays). Queues here: 10000 x 2 kB + 8 x 300 kB ~ 23 MB at most.
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from edge.errors import PublishError
 from edge.publish.messages import HEARTBEAT, KINDS, OVERLAY, VERDICT
+from edge.publish.sockets import SocketOwner, bind_secured
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +79,7 @@ class SendQueues:
         return len(self._urgent) + len(self._overlays)
 
 
-def bind_failure(endpoint: str, error: Exception, role: str) -> PublishError:
-    """A PublishError naming ``endpoint`` and the fix for a failed bind."""
-    number = getattr(error, "errno", None)
-    fixes = {
-        errno.EADDRINUSE: "another process (another inp-edge instance?) holds it: stop it or choose another "
-        "port in the station config",
-        errno.EADDRNOTAVAIL: "use an address of this machine (see `ip addr`), 127.0.0.1, or * for all",
-        errno.ENODEV: "use an address of this machine (see `ip addr`), 127.0.0.1, or * for all",
-        errno.EACCES: "let the service user write the ipc folder (systemd RuntimeDirectory=) or pick another",
-        errno.ENOENT: "create the ipc socket's folder (systemd RuntimeDirectory=) or pick another path",
-    }
-    fix = fixes.get(number, "write it as tcp://ADDRESS:PORT, tcp://*:PORT or ipc:///run/inp-edge/NAME")
-    return PublishError(f"cannot bind the {role} socket to {endpoint!r}: {error}", fix=fix)
-
-
-class Publisher:
+class Publisher(SocketOwner):
     """The PUB socket of one station (context manager); see the module docstring."""
 
     def __init__(self, settings: PublishSettings) -> None:
@@ -107,20 +92,7 @@ class Publisher:
         self._sent = dict.fromkeys(KINDS, 0)
         self._state = "new"  # new | running | closing | closed
         self._flush_deadline = 0.0
-        self._started = threading.Event()
-        self._start_error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name=f"publish {settings.endpoint}", daemon=True)
-
-    def __enter__(self) -> Publisher:
-        self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            self._thread.join()
-            raise self._start_error
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._start_owner(f"publish {settings.endpoint}")
 
     def send_verdict(self, frames: Sequence[bytes]) -> None:
         self._put(VERDICT, frames)
@@ -183,16 +155,13 @@ class Publisher:
         authenticator = None
         try:
             socket, authenticator = self._open(context)
-        except (zmq.ZMQError, PublishError) as exc:
-            self._start_error = (
-                exc if isinstance(exc, PublishError) else bind_failure(self.settings.endpoint, exc, "publish")
-            )
+        except PublishError as exc:
             self._finish(context, socket, authenticator, 0)
-            self._started.set()
+            self._ready(exc)
             return
         with self._cond:
             self._state = "running"
-        self._started.set()
+        self._ready()
         log.info("publishing on %s", self.bound_endpoint)
         try:
             self._send_loop(socket)
@@ -208,26 +177,23 @@ class Publisher:
         import zmq
 
         settings = self.settings
-        authenticator = None
         socket = context.socket(zmq.PUB)
         socket.linger = 0
         socket.sndhwm = settings.send_hwm_messages
         socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         try:
-            if settings.curve_secret_key_file is not None:
-                from edge.publish.curve import make_server, start_authenticator
-
-                if settings.curve_clients_dir is not None:
-                    authenticator = start_authenticator(context, settings.curve_clients_dir)
-                make_server(socket, settings.curve_secret_key_file, role="publish")
-            socket.bind(settings.endpoint)
+            self.bound_endpoint, authenticator = bind_secured(
+                context,
+                socket,
+                settings.endpoint,
+                "publish",
+                settings.curve_secret_key_file,
+                settings.curve_clients_dir,
+            )
         except BaseException:
             socket.close(linger=0)
-            if authenticator is not None:
-                authenticator.stop()
             raise
-        self.bound_endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return socket, authenticator
 
     def _send_loop(self, socket: Any) -> None:

@@ -33,6 +33,7 @@ from edge.control import VerdictRing
 from edge.decision import default_thresholds
 from edge.health import Health
 from edge.inspector import Inspector
+from edge.model.contract import REQUIRED_OUTPUTS
 from edge.model.detector import Detector
 from edge.model.preprocess import preprocess_frame
 from edge.model.session import LoadedModel, run_model
@@ -43,6 +44,7 @@ from edge.publish.listen import Listener
 from edge.publish.messages import HEARTBEAT, VERDICT, VerdictContext, heartbeat_frames, heartbeat_header
 from edge.publish.zmq_publisher import Publisher, PublishSettings
 from edge.tools.line_report import summarise
+from edge.tools.memory import rss_mb
 
 RING_SIZE = 1000  # the station's default control.ring_size
 
@@ -70,6 +72,7 @@ class BlockResult:
     rss_mb: float = 0.0  # at the block's end
     rss_mb_at_part_1000: float | None = None  # long blocks: for the growth from part 1000 to the end
     counters: dict[str, int] = field(default_factory=dict)
+    overlay_ms_p50: float | None = None  # render + JPEG of the overlays drawn in the block
 
 
 class GatedFrames:
@@ -119,14 +122,6 @@ def drawn_frames(frame_px: int, count: int = 20) -> list[np.ndarray]:
         return [line.grab(1.0).image for _ in range(count)]
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def bare_block(loaded: LoadedModel, images: list[np.ndarray], parts: int) -> BlockResult:
     preprocess = loaded.info.meta.preprocess
     inputs = [
@@ -137,7 +132,7 @@ def bare_block(loaded: LoadedModel, images: list[np.ndarray], parts: int) -> Blo
     started = time.perf_counter()
     for index in range(parts):
         start_ns = time.perf_counter_ns()
-        run_model(loaded, inputs[index % len(inputs)])
+        run_model(loaded, inputs[index % len(inputs)], REQUIRED_OUTPUTS)  # what the Detector fetches
         times_ms.append((time.perf_counter_ns() - start_ns) / 1e6)
     wall_s = time.perf_counter() - started
     return BlockResult("bare", parts, wall_s, parts / wall_s, _percentiles(times_ms))
@@ -166,10 +161,11 @@ def pipeline_block(
         subscriber.close()
     received = subscriber.latency_ms
     counters = {**health.snapshot().counters, **pipeline.output_counters(), "received": len(received)}
+    overlay_ms = summarise(list(handler.overlay_ms)) if handler is not None else None
     complete = subscriber.seqs == list(range(settings.parts))
     return BlockResult(
         kind, settings.parts, wall_s, len(received) / wall_s, _percentiles(received), complete, rss_mb(),
-        subscriber.rss_mb_at_1000, counters,
+        subscriber.rss_mb_at_1000, counters, None if overlay_ms is None else overlay_ms.p50_ms,
     )  # fmt: skip
 
 
@@ -216,6 +212,11 @@ class _Subscriber:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2.0)
+
+
+def _median_of(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return float(np.median(known)) if known else None
 
 
 def _percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -273,6 +274,7 @@ def summary_document(blocks: list[BlockResult]) -> dict[str, Any]:
         "pipeline_latency_ms": percentiles("latency"),
         "pipeline_latency_at_capacity_ms": percentiles("pipeline"),
         "p99_excess_ms": percentiles("latency")["p99"] - percentiles("bare")["p99"],
+        "overlay_ms_p50": _median_of([b.overlay_ms_p50 for b in by_kind["latency"]]),
         "all_verdicts_received": all(b.seq_complete for b in pipelines),
         "rss_mb_first_block": pipelines[0].rss_mb,
         "rss_mb_last_block": pipelines[-1].rss_mb,

@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     document["model"] = {"path": str(info.path), "model_id": info.model_id, "precision": info.precision}
     document |= {"providers": list(loaded.providers_in_use), "settings": bench.__dict__, "host": host_info()}
     document["spin_wait"] = args.spin_wait
+    document["command"] = " ".join(["inp-edge", *sys.argv[1:]])  # the command line, for the docs' figures
     print(format_table(document))
     if args.json is not None:
         write_json_atomic(args.json, document)
@@ -114,6 +115,10 @@ def format_table(doc: dict[str, Any]) -> str:
         f"p99 {doc['p99_excess_ms']:+.1f} ms",
         f"verdicts     {'all received (seq complete)' if doc['all_verdicts_received'] else 'SOME MISSING'}",
     ]
+    if doc.get("overlay_ms_p50") is not None:
+        lines.append(
+            f"overlays     p50 {doc['overlay_ms_p50']:.1f} ms render + JPEG (output thread, paced blocks)"
+        )
     if "soak" in doc:
         soak = doc["soak"]
         growth = soak["rss_growth_mb_from_part_1000"]

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.decision import reason_kind
+
 DEFECT, GOOD = "defect", "good"
 
 
@@ -74,7 +76,7 @@ class LineTally:
     def report(self) -> LineReport:
         headers = [self.headers[seq] for seq in sorted(self.headers)]
         verdicts = Counter(h["verdict"] for h in headers)
-        reasons = Counter(h["reason"].split(":")[0] for h in headers if h["verdict"] == "error")
+        reasons = Counter(reason_kind(h["reason"]) for h in headers if h["verdict"] == "error")
         labels = [(h.get("frame_meta") or {}).get("label") for h in headers]
         escapes = sum(
             1 for h, label in zip(headers, labels, strict=True) if label == DEFECT and h["verdict"] == "pass"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from edge.control import request
+from edge.control import fetch_verdicts
 from edge.errors import InpEdgeError
 from edge.publish.listen import Listener
 from edge.publish.listen_session import format_verdict
@@ -33,6 +33,7 @@ def watch_line(
     deadline = time.monotonic() + timeout_s
     with Listener(publish_endpoint, kinds=(VERDICT,)) as listener:
         quiet_since: float | None = None
+        expected = 0  # the next seq in order
         while len(tally.headers) < parts and time.monotonic() < deadline:
             message = listener.receive(0.2)
             if message is None:
@@ -43,26 +44,22 @@ def watch_line(
                 continue
             quiet_since = None
             seq = int(message.header["seq"])
-            missing = [s for s in range(seq) if s not in tally.headers]
-            if missing:
-                _recover(control_endpoint, missing, tally, emit, format_line)
+            if seq > expected:  # a gap (the first message too: the line starts at seq 0)
+                _recover(control_endpoint, expected, seq - 1, tally, emit, format_line)
+            expected = max(expected, seq + 1)
             if tally.add(message.header, time.time_ns()):
                 emit(format_line(message.header))
     return tally.report()
 
 
 def _recover(
-    endpoint: str,
-    missing: list[int],
-    tally: LineTally,
-    emit: Callable[[str], None],
+    endpoint: str, first: int, last: int, tally: LineTally, emit: Callable[[str], None],
     format_line: Callable[[dict], str],
-) -> None:
+) -> None:  # fmt: skip
     try:
-        reply = request(endpoint, {"cmd": "verdicts", "from_seq": missing[0], "to_seq": missing[-1]})
+        for reply in fetch_verdicts(endpoint, first, last):
+            for header in reply.get("verdicts", []):
+                if tally.add(header, None):
+                    emit(format_line({**header, "recovered": True}))
     except InpEdgeError as exc:
-        emit(f"cannot recover seq {missing[0]}..{missing[-1]}: {exc}")
-        return
-    for header in reply.get("verdicts", []):
-        if tally.add(header, None):
-            emit(format_line({**header, "recovered": True}))
+        emit(f"cannot recover seq {first}..{last}: {exc}")

@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from edge.atomic import write_text_atomic
 
@@ -25,18 +26,27 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def add_results_argument(parser: argparse.ArgumentParser) -> None:
+def add_results_argument(parser: argparse.ArgumentParser, *aliases: str) -> None:
     parser.add_argument(
         "--results",
+        *aliases,
+        dest="results",
         type=Path,
         metavar="PATH",
         help="also write the JSON report here, e.g. docs/results/NAME.json (small; kept with the docs)",
     )
 
 
-def write_results(path: Path | None, json_text: str) -> None:
-    """Copy a JSON report to ``--results`` (atomically; parent folders are created)."""
+def write_json(path: Path, document: Any) -> Path:
+    """One JSON document to ``path`` atomically, through export/report.py's ``json_text`` (NaN → null)."""
+    from export.report import json_text
+
+    return write_text_atomic(Path(path), json_text(document))
+
+
+def write_results(path: Path | None, document: Any) -> None:
+    """The report's JSON document to ``--results`` too (atomically; parent folders are created)."""
     if path is None:
         return
-    write_text_atomic(Path(path), json_text)
+    write_json(path, document)
     print(f"written: {path}")

@@ -8,14 +8,13 @@ evaluates every model on each of its categories. Results: benchmark.json and ben
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.atomic import write_text_atomic
 from edge.cli import Command
 from edge.errors import DataError
-from export.commands import add_results_argument, command_line, utc_now, write_results
+from export.commands import add_results_argument, command_line, utc_now, write_json, write_results
 
 # (set folder, category) as laid out in ../shared/datasets (see SOURCES.md there)
 SETS = {"bottle": "mvtec_ad", "glass": "glass_ad", "cookie": "lookout_cookies"}
@@ -112,7 +111,8 @@ def run_benchmark(
     epochs: int | None = None,
     only: list[str] | None = None,
     progress: bool = True,
-) -> tuple[Path, Path]:
+) -> tuple[dict, Path, Path]:
+    """Train and evaluate the plan's entries; the results document and where its JSON / Markdown went."""
     entries = [entry for entry in PLAN if not only or entry.name in only]
     needed = tuple(sorted({category for entry in entries for category in entry.categories}))
     data_root = link_categories(Path(datasets), Path(out) / "data", needed)
@@ -123,11 +123,9 @@ def run_benchmark(
         "encoder": "efficientnet_lite0",
         "models": results,
     }
-    json_path = Path(out) / "benchmark.json"
-    md_path = Path(out) / "benchmark.md"
-    write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-    write_text_atomic(md_path, render(doc))
-    return json_path, md_path
+    json_path = write_json(Path(out) / "benchmark.json", doc)
+    md_path = write_text_atomic(Path(out) / "benchmark.md", render(doc))
+    return doc, json_path, md_path
 
 
 def _pct(value) -> str:
@@ -154,12 +152,12 @@ def render(doc: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    json_path, md_path = run_benchmark(
+    doc, json_path, md_path = run_benchmark(
         args.datasets, args.out, epochs=args.epochs, only=args.only, progress=not args.quiet
     )
-    print(Path(md_path).read_text())
+    print(render(doc))
     print(f"written: {json_path} and {md_path}")
-    write_results(args.results, Path(json_path).read_text())
+    write_results(args.results, doc)
     return 0
 
 

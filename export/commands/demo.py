@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli import Command, count_arg
+from export.commands import add_results_argument, command_line, utc_now, write_json, write_results
 
 DESCRIPTION = (
     __doc__.split("\n", 1)[1].strip()
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=count_arg(1), default=40, help="training epochs for a new model (40)"
     )
     parser.add_argument("--quiet", action="store_true", help="no line per verdict; only the summary")
+    add_results_argument(parser)
 
 
 def free_port() -> int:
@@ -154,17 +155,20 @@ def run(args: argparse.Namespace) -> int:
         f"[3/3] inp-edge run: verdicts on {publish} (control {control}), service log {out / 'service.log'}",
         flush=True,
     )
+    line_started_wall = time.time()
     report, status = run_line(station, publish, control, args.parts, out, args.quiet)
     print("\nsummary")
     print(format_report(report))
     archive = out / "state" / "archive"
-    print(
-        f"archive      {len(list(archive.glob('*/*.json')))} parts with their frames and overlays in {archive}"
-    )
-    print(f"total        {time.monotonic() - started:.0f} s; service exit status {status}")
-    document = {"report": asdict(report), "service_exit_status": status, "model": str(model.model),
-                "parts": args.parts, "rate_pps": args.rate}  # fmt: skip
-    (out / "demo-report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    kept = sum(1 for record in archive.glob("*/*.json") if record.stat().st_mtime >= line_started_wall)
+    print(f"archive      {kept} parts of this run with their frames and overlays in {archive}")
+    total_s = time.monotonic() - started
+    print(f"total        {total_s:.0f} s; service exit status {status}")
+    document = {"command": command_line(), "created_utc": utc_now(), "report": asdict(report),
+                "service_exit_status": status, "model": str(model.model), "model_reused": model.reused,
+                "parts": args.parts, "rate_pps": args.rate, "total_s": round(total_s, 1)}  # fmt: skip
+    write_json(out / "demo-report.json", document)
+    write_results(args.results, document)
     complete = report.parts == args.parts and report.seq_complete
     return 0 if status == 0 and complete else 1
 

@@ -140,13 +140,13 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         _refuse_checkpoint_options(args)
         out_dir = args.out or Path(args.model).parent / f"eval-{Path(args.model).stem}"
-        _, json_path, md_path = evaluate_artifact_job(
+        report, json_path, md_path = evaluate_artifact_job(
             args.model, out_dir, data_root=args.data_root, categories=categories
         )
     else:
         settings = EvalSettings(map_kind=args.map, knn_baseline=not args.no_knn, progress=not args.quiet)
         out_dir = args.out or Path(args.checkpoint).parent / "eval"
-        _, json_path, md_path = evaluate_job(
+        report, json_path, md_path = evaluate_job(
             args.checkpoint,
             out_dir,
             data_root=args.data_root,
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print(Path(md_path).read_text())
     print(f"written: {json_path} and {md_path}")
-    write_results(args.results, Path(json_path).read_text())
+    write_results(args.results, report)
     return 0
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from edge.cli import Command
-from export.commands import command_line, utc_now, write_results
+from edge.cli import Command, count_arg
+from export.commands import add_results_argument, command_line, utc_now, write_results
+from export.quantize import CALIBRATION_METHODS, PRECISIONS
 
 GATE_REFUSED = 3  # exit status when the gate refuses (nothing written)
-PRECISION_CHOICES = ("int8", "fp16")
-CALIBRATION_CHOICES = ("minmax", "entropy", "percentile")
 
 DESCRIPTION = """\
 Build an FP16 or INT8 (static QDQ, calibrated on good images) artifact, evaluate it against the
@@ -23,14 +21,16 @@ checked against the contract first: a contract-breaking file is refused (exit 2)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="FP32 artifact from `inp-export export`")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="int8")
+    parser.add_argument("--precision", choices=PRECISIONS, default="int8")
     parser.add_argument("--out", type=Path, required=True, help="where to write the quantized artifact")
     parser.add_argument(
         "--data-root", type=Path, help="labelled MVTec-layout set (default: the model's training root)"
     )
     parser.add_argument("--category", action="append", default=None, help="default: the model's categories")
-    parser.add_argument("--calibration", choices=CALIBRATION_CHOICES, default="minmax")
-    parser.add_argument("--calibration-images", type=int, default=32, help="good images to calibrate on")
+    parser.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax")
+    parser.add_argument(
+        "--calibration-images", type=count_arg(1), default=32, help="good images to calibrate on"
+    )
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
     parser.add_argument(
         "--keep-float",
@@ -51,21 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="largest allowed image/pixel AUROC drop, points (default 0.5)",
     )
-    parser.add_argument(
-        "--results",
-        "--report",
-        dest="results",
-        type=Path,
-        metavar="PATH",
-        help="also write the comparison as JSON here, e.g. docs/results/NAME.json",
-    )
+    add_results_argument(parser, "--report")
 
 
 def run(args: argparse.Namespace) -> int:
     from export.onnx_eval import artifact_dataset, open_artifact
     from export.quantize import QuantizeSettings, quantize_artifact
 
-    meta = open_artifact(args.model).info.meta  # contract-breaking: refused here, before any work
+    loaded = open_artifact(args.model)  # contract-breaking: refused here, before any work
+    meta = loaded.info.meta
     root, names = artifact_dataset(meta, args.model, args.data_root, args.category)
     settings = QuantizeSettings(
         precision=args.precision,
@@ -75,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_name_patterns=() if args.quantize_all else (tuple(args.keep_float) or None),
         max_drop_points=args.max_drop,
     )
-    outcome = quantize_artifact(args.model, args.out, root, names, settings)
+    outcome = quantize_artifact(loaded, args.out, root, names, settings)
     print_comparison(outcome)
     doc = {
         "command": command_line(),
@@ -85,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
         "fp32": outcome.fp32_metrics,
         args.precision: outcome.quantized_metrics,
         "gate": dataclasses.asdict(outcome.gate),
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclasses.asdict(outcome.settings),  # as used, the encoder's defaults filled in
         "written": str(outcome.written) if outcome.written else None,
     }
-    write_results(args.results, json.dumps(doc, indent=2) + "\n")
+    write_results(args.results, doc)
     if outcome.written is None:
         print(f"refused: {args.out} was not written")
         return GATE_REFUSED

@@ -8,13 +8,12 @@ and measure the matrix-multiply peak in the same run; speed.json and speed.md go
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from edge.atomic import write_text_atomic
-from edge.cli import Command
+from edge.cli import Command, count_arg
 from edge.errors import ConfigError
-from export.commands import add_results_argument, command_line, utc_now, write_results
+from export.commands import add_results_argument, command_line, utc_now, write_json, write_results
 
 SPEED_MODEL_CHOICES = ("effl0-256", "vits14-224", "vitb14-392")  # export.speed.SPEED_MODEL_NAMES
 PEAK_SIZE = 2048
@@ -52,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="trained EfficientNet-Lite0 checkpoint for effl0-256 (default: untrained head)",
     )
-    parser.add_argument("--runs", type=int, default=10, help="calls per timing block (default 10)")
-    parser.add_argument("--repeats", type=int, default=5, help="timing blocks per model variant (default 5)")
+    parser.add_argument("--runs", type=count_arg(1), default=10, help="calls per timing block (default 10)")
+    parser.add_argument(
+        "--repeats", type=count_arg(1), default=5, help="timing blocks per model variant (default 5)"
+    )
     parser.add_argument("--quiet", action="store_true")
     add_results_argument(parser)
 
@@ -155,10 +156,8 @@ def _label(path: Path, index: int) -> str:
 
 
 def _write(out: Path, doc: dict, table: str) -> Path:
-    json_path = out / "speed.json"
-    write_text_atomic(json_path, json.dumps(doc, indent=2, default=str) + "\n")
     write_text_atomic(out / "speed.md", table)
-    return json_path
+    return write_json(out / "speed.json", doc)
 
 
 def _peak_line(peak: dict) -> str:
@@ -202,8 +201,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--checkpoint applies to the built-in models, not to --artifact", fix="drop --checkpoint"
         )
-    if args.runs < 1 or args.repeats < 1:
-        raise ConfigError(f"--runs {args.runs} / --repeats {args.repeats}", fix="use values of at least 1")
     common = dict(runs=args.runs, repeats=args.repeats, progress=not args.quiet)
     if args.artifact:
         doc, json_path = run_artifact_speed(args.artifact, args.out, **common)
@@ -213,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         table = render_speed(doc)
     print(table)
     print(f"written: {json_path}")
-    write_results(args.results, json_path.read_text())
+    write_results(args.results, doc)
     return 0
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from edge.cli import Command
 from edge.errors import ConfigError
 
@@ -74,37 +72,37 @@ def train_config_from(args: argparse.Namespace):
         values["cache_features"] = False
     if "data_root" not in values:
         raise ConfigError("no training data given", fix="pass --data-root DIR (or data_root in --config)")
-    if values.get("encoder", ENCODER_CHOICES[0]) not in ENCODER_CHOICES:
-        raise ConfigError(
-            f"unknown encoder {values['encoder']!r} in {args.config}",
-            fix=f"use one of {', '.join(ENCODER_CHOICES)}",
-        )
-    return config_from_json(values)
+    return config_from_json(values)  # every invalid value (an unknown encoder too) is refused here
 
 
 def read_train_yaml(path: Path, allowed: set[str]) -> dict:
-    """The train options of a YAML file: a mapping whose keys are TrainConfig field names."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", fix="check the --config path")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{path} is not valid YAML:\n{exc}", fix="fix the syntax at the line shown"
-        ) from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of train options, got {type(loaded).__name__}",
-            fix="write one `option: value` per line",
+    """The train options of a YAML file: a mapping whose keys are TrainConfig field names.
+
+    Read like a station config (edge/config_yaml.py): a syntax error or a key written twice is
+    refused with its line, and so is an unknown key; every problem of the file is listed at once.
+    """
+    from edge.config_checks import ConfigIssue
+    from edge.config_yaml import FILE, parse_yaml, read_yaml_text
+
+    text, issues = read_yaml_text(path)
+    data, lines = None, {}
+    if text is not None:
+        data, lines, issues = parse_yaml(text)
+    if isinstance(data, dict):
+        choices = ", ".join(sorted(allowed))
+        unknown = [str(key) for key in data if key not in allowed]
+        issues += [ConfigIssue(key, "is not a train option", choices, lines.get(key)) for key in unknown]
+    elif data is not None:
+        issues.append(
+            ConfigIssue(FILE, f"holds a {type(data).__name__}", "a mapping, one `option: value` a line")
         )
-    unknown = sorted(str(key) for key in set(loaded) - allowed)
-    if unknown:
+    if issues:
+        listing = "\n".join(f"  {issue}" for issue in issues)
         raise ConfigError(
-            f"{path}: unknown key(s) {unknown}",
-            fix=f"use TrainConfig field names: {', '.join(sorted(allowed))}",
+            f"train config {path} has {len(issues)} problem(s):\n{listing}",
+            fix="correct them (the options are TrainConfig's fields, see `inp-export train --help`)",
         )
-    return dict(loaded)
+    return dict(data or {})
 
 
 def run(args: argparse.Namespace) -> int:
