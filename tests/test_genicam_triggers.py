@@ -40,6 +40,15 @@ def test_a_frame_that_goes_backwards_or_answers_no_trigger_is_stale(frames: list
     assert all(not m.stale for m in matches[:-1]) and words in matches[-1].stale
 
 
+def test_a_camera_timestamp_that_wraps_is_not_stale_while_the_block_id_moves_on() -> None:
+    """TLSimu's timestamp is the nanoseconds within the current second: it goes back once a second."""
+    ledger = TriggerLedger("software", timeout_ns=100 * MS)
+    ledger.trigger(10, "a")
+    ledger.trigger(20, "b")
+    first, second = ledger.frame(1, 990 * MS, 15), ledger.frame(2, 4 * MS, 25)
+    assert (first.stale, second.stale) == ("", "") and (first.part_id, second.part_id) == ("a", "b")
+
+
 def test_a_frame_that_arrived_before_its_trigger_was_sent_is_stale() -> None:
     ledger = TriggerLedger("software", timeout_ns=100 * MS)
     ledger.trigger(50)

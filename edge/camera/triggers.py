@@ -7,11 +7,14 @@ tables in tests/test_genicam_triggers.py. The GenICam source feeds it:
   matched to frames (line trigger) or to software triggers in the order they were announced.
 - ``trigger(t_ns, part_id)``: a software trigger was sent, for ``part_id`` or else for the oldest
   announced part, if any.
-- ``frame(block_id, camera_ts_ns, t_ns)``: a frame arrived. It is **stale** when its block id or
-  camera timestamp does not move forward (an older buffer returned again), or, with software
+- ``frame(block_id, camera_ts_ns, t_ns)``: a frame arrived. It is **stale** when its block id does
+  not move forward (an older buffer returned again), or, with software
   triggers, when no trigger sent before it is waiting (a buffer from before the trigger). A block-id
   gap means frames were lost on the way: with triggers waiting, the oldest ones are taken as missed
-  so the frame matches the trigger it answers, not an older one.
+  so the frame matches the trigger it answers, not an older one. The camera timestamp decides order
+  only for a camera without block ids: timestamps wrap (a 32-bit tick counter does; TLSimu reports
+  only the nanoseconds within the current second, so it goes back once a second), block ids do not
+  within a session.
 - ``expire(now_ns)``: triggers and announced parts that waited more than ``timeout_ns`` without a
   frame are missed triggers (the camera ignored a trigger that came too fast, or a frame was lost).
 - ``new_session()``: the camera was reopened; its block ids and timestamps start again, and
@@ -108,7 +111,8 @@ class TriggerLedger:
         if block_id is not None and self._last_block is not None and block_id <= self._last_block:
             return f"block id {block_id} does not follow {self._last_block} (an older buffer)"
         if (
-            camera_ts_ns is not None
+            block_id is None
+            and camera_ts_ns is not None
             and self._last_camera_ts is not None
             and camera_ts_ns <= self._last_camera_ts
         ):
