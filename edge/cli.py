@@ -25,6 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.publish.listen",
     "edge.tools.bench_pipeline_cli",
     "edge.cameras_cli",
+    "edge.ctl_cli",
+    "edge.enroll_cli",
+    "edge.calibrate_cli",
+    "edge.products_cli",
 )
 
 

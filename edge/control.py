@@ -51,6 +51,13 @@ def is_local_endpoint(endpoint: str) -> bool:
     return parsed is not None and parsed.is_local()
 
 
+def client_endpoint(endpoint: str) -> str:
+    """Where a client on this machine connects for a bound endpoint (``*`` / 0.0.0.0 → 127.0.0.1)."""
+    for wildcard in ("://*:", "://0.0.0.0:"):
+        endpoint = endpoint.replace(wildcard, "://127.0.0.1:")
+    return endpoint
+
+
 def int_arg(request: Mapping[str, Any], name: str, *, default: int | None = None, minimum: int = 0) -> int:
     """A whole-number argument of a request, or RequestError naming it."""
     value = request.get(name, default)

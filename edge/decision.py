@@ -153,6 +153,8 @@ class Verdict:
     regions: tuple[Region, ...] = ()
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # by stage
     frame_meta: Mapping[str, Any] = field(default_factory=dict)
+    product: str | None = None  # the product whose thresholds decided it; None: the station's own
+    product_version: int | None = None
 
 
 def error_verdict(

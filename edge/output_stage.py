@@ -75,10 +75,10 @@ class OutputStage:
     def _overlay(self, job: OutputJob) -> bytes | None:
         inspected = job.inspected
         started_ns = time.perf_counter_ns()
+        # the threshold this part was decided with (an active product's), else the station's
+        pixel = self.pixel_threshold if inspected.pixel_threshold is None else inspected.pixel_threshold
         try:
-            jpeg = overlay_jpeg(
-                job.frame.image, inspected.inference, inspected.verdict, self.pixel_threshold, self.style
-            )
+            jpeg = overlay_jpeg(job.frame.image, inspected.inference, inspected.verdict, pixel, self.style)
             self.overlay_ms.append((time.perf_counter_ns() - started_ns) / 1e6)
             return jpeg
         except OverlayError as exc:

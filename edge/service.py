@@ -2,7 +2,10 @@
 
 Start-up order (cheap and refusable things first, nothing half-started on an error): the config was
 checked by ``load_config``; the model is opened, checked against the contract, warmed up and its
-providers checked; the thresholds are settled; then the sockets are bound and the source opened.
+providers checked; the thresholds are settled and the configured product is loaded when its folder
+exists (a product of another model refuses the start); then the sockets are bound and the source
+opened. Products, enrollment and calibration live in edge/products/station.py; this module wires
+them in (the inspector's observer, the control socket's product commands, the status).
 ``run`` blocks until the source ends, ``max_parts`` parts, or ``stop()`` (SIGINT / SIGTERM), drains
 what is in flight, and returns the exit status (0, or 1 when a loop failed fatally).
 """
@@ -13,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from edge.archive import Archive, ArchiveSettings
@@ -21,17 +24,23 @@ from edge.camera.factory import open_source_from_config
 from edge.camera.genicam_settings import FREE_RUN
 from edge.config import StationConfig
 from edge.control import ControlServer, RequestError, VerdictRing
-from edge.decision import Thresholds, default_thresholds
+from edge.decision import Thresholds
 from edge.health import STOPPED, Health
-from edge.inspector import Inspector
+from edge.inspector import Inspector, product_thresholds
 from edge.metrics import Metrics
-from edge.model.detector import Detector, DetectorSettings, check_providers
-from edge.model.session import LoadedModel, SessionSettings, open_session, resolve_providers
+from edge.model import contract
+from edge.model.detector import Detector, DetectorSettings
+from edge.model.session import LoadedModel
 from edge.outbox import Outbox
 from edge.output_stage import OutputStage
 from edge.pipeline import OutputJob, Pipeline, PipelineSettings
+from edge.products.active import ActiveProduct
+from edge.products.product import Product
+from edge.products.registry import ProductRegistry
+from edge.products.station import ProductStation
 from edge.publish.messages import VerdictContext, heartbeat_frames, heartbeat_header
 from edge.publish.zmq_publisher import Publisher, PublishSettings
+from edge.station_model import load_model, settle_thresholds
 from edge.usbfs import warn_if_usbfs_low
 from edge.watchdog import StationNotify
 from edge.workers import BEST_EFFORT_NICE, Worker
@@ -48,40 +57,6 @@ class RunSummary:
     exit_status: int
 
 
-def load_model(config: StationConfig) -> LoadedModel:
-    """Open, check and warm up the station's model; refuse a silent fallback to the CPU."""
-    import onnxruntime as ort
-
-    m = config.model
-    settings = SessionSettings(
-        providers=m.providers,
-        intra_op_threads=m.intra_op_threads,
-        cache_dir=config.cache_dir,
-        warmup_runs=m.warmup_runs,
-        spin_wait=m.spin_wait,
-    )
-    requested = resolve_providers(settings.providers, ort.get_available_providers())
-    loaded = open_session(m.path, settings)
-    check_providers(requested, loaded.providers_in_use, allow_cpu_fallback=m.allow_cpu_fallback)
-    return loaded
-
-
-def settle_thresholds(config: StationConfig, loaded: LoadedModel) -> Thresholds:
-    """The station's thresholds, or defaults from the model's good-part statistics (stated)."""
-    meta, given = loaded.info.meta, config.inspection.thresholds
-    default = default_thresholds(meta.score_stats, meta.model_id, min_region_area_px=given.min_region_area_px)
-    if given.image is None:
-        return default if given.pixel is None else Thresholds(**{**asdict(default), "pixel": given.pixel})
-    pixel = given.pixel if given.pixel is not None else given.image
-    return Thresholds(
-        image=given.image,
-        pixel=pixel,
-        min_region_area_px=given.min_region_area_px,
-        center=meta.score_stats.p50,
-        source="station config",
-    )
-
-
 class Service:
     def __init__(self, config: StationConfig, *, max_parts: int = 0) -> None:
         self.config = config
@@ -92,6 +67,8 @@ class Service:
         self.thresholds: Thresholds | None = None
         self.loaded: LoadedModel | None = None
         self.source: Any = None
+        self.products: ProductStation | None = None
+        self._outbox: Outbox | None = None
         self._camera_seen: dict[str, int] = {}
         self.metrics = Metrics(config.station)
 
@@ -119,7 +96,8 @@ class Service:
         )  # fmt: skip
         self.thresholds = settle_thresholds(config, self.loaded)
         t = self.thresholds
-        log.info("thresholds: image %.5f, pixel %.5f (%s)", t.image, t.pixel, t.source)
+        log.info("station thresholds: image %.5f, pixel %.5f (%s)", t.image, t.pixel, t.source)
+        self.products = self._open_products()
         context = VerdictContext(
             config.station, config.inspection.product, info.model_id, info.precision, t.source
         )
@@ -129,6 +107,8 @@ class Service:
             if config.metrics.enabled:
                 stack.enter_context(self.metrics.serving(config.metrics.host, config.metrics.port))
             outbox = Outbox(publisher, ring, context, self.metrics)
+            self._outbox = outbox
+            self._product_changed(self.products.active.snapshot().product)
             if config.source.kind == "genicam":
                 warn_if_usbfs_low()  # USB3 Vision cameras starve on the kernel's 16 MB default
             source = stack.enter_context(open_source_from_config(config.source))
@@ -157,6 +137,28 @@ class Service:
             config.station, self.pipeline.taken, snapshot.counters, time.monotonic() - started, status
         )
 
+    def _open_products(self) -> ProductStation:
+        """The product side; the configured product is active when its folder exists (checked here)."""
+        assert self.loaded is not None and self.thresholds is not None
+        info = self.loaded.info
+        has_features = contract.OUTPUT_PATCH_FEATURES in info.optional_outputs
+        active = ActiveProduct(info, has_patch_features=has_features)
+        registry = ProductRegistry(self.config.state_dir)
+        station = ProductStation(
+            registry, active, station=self.config.station, on_change=self._product_changed
+        )
+        product = station.load_configured(self.config.inspection.product, self.thresholds)
+        given = self.config.inspection.thresholds
+        if product is not None and (given.image is not None or given.pixel is not None):
+            log.info("inspection.thresholds of the station config are not used while a product is active")
+        return station
+
+    def _product_changed(self, product: Product | None) -> None:
+        """Verdicts that carry no product of their own (overruns) and the metrics name the active one."""
+        outbox = self._outbox
+        if outbox is not None and product is not None:
+            outbox.context = replace(outbox.context, product=product.name)
+
     def _armed_for_trigger(self) -> bool:
         """A triggered camera is ready when armed: a quiet trigger line must not hold back READY=1."""
         source = self.config.source
@@ -181,6 +183,7 @@ class Service:
                 "capture": self._capture,
                 "trigger": self._trigger,
                 "announce_part": self._announce_part,
+                **(self.products.handlers() if self.products is not None else {}),
             },
             allow_remote=c.allow_remote,
             curve_secret_key_file=c.curve_secret_key_file,
@@ -188,10 +191,13 @@ class Service:
         )
 
     def _pipeline(self, source: Any, outbox: Outbox, archive_worker: Worker | None) -> Pipeline:
-        assert self.loaded is not None and self.thresholds is not None
+        assert self.loaded is not None and self.thresholds is not None and self.products is not None
         inspection, queues = self.config.inspection, self.config.queues
         detector = Detector(self.loaded, DetectorSettings(roi=inspection.roi, fit=inspection.fit))
-        inspector = Inspector(detector, self.thresholds, inspection.deadline_ms, self.config.station)
+        inspector = Inspector(
+            detector, self.thresholds, inspection.deadline_ms, self.config.station,
+            active=self.products.active, observer=self.products, default_product=inspection.product,
+        )  # fmt: skip
         settings = PipelineSettings(
             inspect_queue=queues.inspect, output_queue=queues.output, max_parts=self.max_parts
         )
@@ -265,17 +271,34 @@ class Service:
             if info is None
             else {"id": info.model_id, "precision": info.precision, "sha256": info.sha256},
             "providers": list(self.loaded.providers_in_use) if self.loaded else [],
-            "thresholds": asdict(self.thresholds) if self.thresholds else None,
-            "product": self.config.inspection.product,
+            "thresholds": asdict(thresholds) if (thresholds := self._thresholds_in_use()) else None,
+            "product_configured": self.config.inspection.product,
+            **self._product_status(),
             "output": self.pipeline.output_counters() if self.pipeline else {},
             "source": {"name": getattr(self.source, "name", ""), **self.source_status()},
         }
 
+    def _active_product(self) -> Product | None:
+        return None if self.products is None else self.products.active.snapshot().product
+
+    def _thresholds_in_use(self) -> Thresholds | None:
+        product = self._active_product()
+        if product is None or self.thresholds is None:
+            return self.thresholds
+        return product_thresholds(product, self.thresholds)
+
+    def _product_status(self) -> dict[str, Any]:
+        if self.products is None:
+            return {"product": None, "enrollment": None, "calibration": None}
+        return self.products.status_fields()
+
     def _heartbeat(self, outbox: Outbox) -> dict[str, Any]:
         s = self.health.snapshot()
+        product = self._active_product()
         extra = {
             "archive": s.archive,
-            "product": self.config.inspection.product,
+            "product": self.config.inspection.product if product is None else product.name,
+            "product_version": None if product is None else product.version,
             "last_verdict": s.last_verdict,
         }
         if camera := self.source_status():

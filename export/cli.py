@@ -15,7 +15,16 @@ from collections.abc import Sequence
 
 from edge.cli import Command
 from edge.errors import InpEdgeError
-from export.commands import benchmark, convert_official, demo, evaluate, quantize, speed, train
+from export.commands import (
+    bench_products,
+    benchmark,
+    convert_official,
+    demo,
+    evaluate,
+    quantize,
+    speed,
+    train,
+)
 from export.commands import export as export_command
 
 DESCRIPTION = """\
@@ -36,6 +45,7 @@ COMMANDS: tuple[Command, ...] = (
     quantize.COMMAND,
     benchmark.COMMAND,
     speed.COMMAND,
+    bench_products.COMMAND,
     demo.COMMAND,
 )
 

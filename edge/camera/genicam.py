@@ -5,7 +5,7 @@ accounting. ``grab(timeout_s)`` returns the next frame, or an *event frame*: a `
 ``meta["error"]`` holds an ERROR verdict reason (``"<reason>: detail"``) and which must not be
 inspected (its image is empty, or the stale image): the pipeline publishes it as an ERROR verdict.
 
-- ``stale-frame``: a frame whose block id or camera timestamp goes backwards, or (software trigger)
+- ``stale-frame``: a frame whose block id (without one: camera timestamp) goes backwards, or (software trigger)
   that no trigger was waiting for: an older buffer.
 - ``missed-trigger``: a software trigger, or a part announced with ``announce_part``, that got no
   frame within ``trigger.timeout_s`` (the camera ignored a trigger that came too fast, a frame was

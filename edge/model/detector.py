@@ -57,8 +57,9 @@ class Detector:
         self.settings = settings
         self._preprocess = loaded.info.meta.preprocess
         self._crop_px = loaded.info.meta.crop_px
-        wanted = settings.want_features and c.OUTPUT_PATCH_FEATURES in loaded.info.optional_outputs
-        self._outputs = (*c.REQUIRED_OUTPUTS, *((c.OUTPUT_PATCH_FEATURES,) if wanted else ()))
+        self.has_patch_features = c.OUTPUT_PATCH_FEATURES in loaded.info.optional_outputs
+        with_features = (c.OUTPUT_PATCH_FEATURES,) if self.has_patch_features else ()
+        self._outputs = {False: tuple(c.REQUIRED_OUTPUTS), True: (*c.REQUIRED_OUTPUTS, *with_features)}
 
     def prepare(self, frame: Frame) -> Prepared:
         """ROI and THE pre-processing (thread-safe: the acquire thread may do it for the next part)."""
@@ -72,17 +73,22 @@ class Detector:
         )
         return Prepared(model_input, geometry, (time.perf_counter_ns() - started_ns) / 1e6)
 
-    def run(self, prepared: Prepared) -> Inference:
-        """The model on a prepared input (one thread at a time)."""
+    def run(self, prepared: Prepared, *, features: bool | None = None) -> Inference:
+        """The model on a prepared input (one thread at a time).
+
+        ``features``: fetch ``patch_features`` for this part (None: ``settings.want_features``); asked
+        per part, so they are copied out only while a product's memory or an enrollment needs them.
+        """
+        want = self.settings.want_features if features is None else bool(features)
         started_ns = time.perf_counter_ns()
-        outputs = run_model(self.loaded, prepared.model_input, self._outputs)
+        outputs = run_model(self.loaded, prepared.model_input, self._outputs[want])
         model_ms = (time.perf_counter_ns() - started_ns) / 1e6
-        features = outputs.get(c.OUTPUT_PATCH_FEATURES) if self.settings.want_features else None
+        features_out = outputs.get(c.OUTPUT_PATCH_FEATURES) if want else None
         return Inference(
             anomaly_map=outputs[c.OUTPUT_ANOMALY_MAP][0],
             raw_score=float(outputs[c.OUTPUT_PRED_SCORE][0]),
             geometry=prepared.geometry,
-            patch_features=None if features is None else features[0],
+            patch_features=None if features_out is None else features_out[0],
             preprocess_ms=prepared.preprocess_ms,
             model_ms=model_ms,
         )

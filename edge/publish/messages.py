@@ -45,7 +45,7 @@ class VerdictContext:
     """What a verdict header needs beyond the Verdict itself."""
 
     station: str
-    product: str
+    product: str  # the product name a verdict without its own (station thresholds, errors) carries
     model_id: str
     precision: str
     threshold_source: str = ""  # used when the Verdict carries none
@@ -148,7 +148,8 @@ def verdict_header(
         "station": check_station(context.station),
         "seq": seq,
         "frame_id": int(verdict.frame_id),
-        "product": context.product,
+        "product": context.product if verdict.product is None else verdict.product,
+        "product_version": verdict.product_version,
         "verdict": verdict.verdict,
         "reason": verdict.reason,
         "score": round_float(verdict.score),

@@ -1,0 +1,326 @@
+"""A product: how the model's outputs become this product's map, score and verdict (contract 2).
+
+A product is a frozen value: the model it was enrolled with (sha256 and id), how its map is fused
+(``inp``, ``memory`` or ``fused``) and normalised (``(map - center) / scale``), its thresholds in
+those normalised units, the summary of its good scores and enrollment, its calibration history and
+its few-shot memory (``(M, C)`` float32, stored beside the YAML as ``memory.npy``).
+
+``to_yaml_dict`` / ``Product.from_yaml_dict`` are the YAML form (``product.yaml``, schema
+``PRODUCT_SCHEMA``). Reading is strict: a missing, unknown or mistyped key is a ``ProductError``
+naming the key and the file; a file written by a newer inp-edge is refused. edge/products/registry.py
+owns the files and the versions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.decision import Thresholds
+from edge.errors import InpEdgeError
+from edge.products.yaml_fields import FieldError, Fields, plain
+
+PRODUCT_SCHEMA = 1
+FUSIONS = ("fused", "inp", "memory")
+DEFAULT_FUSION = "fused"
+MEMORY_FUSIONS = ("fused", "memory")  # fusions that score with the few-shot memory
+CALIBRATION_RULES = ("enrollment", "quantile", "f1", "tail", "rollback", "manual")
+MEMORY_FILE = "memory.npy"
+PROJECTION_FILE = "projection.npy"  # (C, D) float32: the model's features → the memory's D dimensions
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 _ . -, starting with a letter or a digit"
+_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+class ProductError(InpEdgeError):
+    """A product is invalid, missing, broken on disk, or does not fit the model in use."""
+
+
+def check_name(name: Any) -> str:
+    """``name`` when it is a valid product name (also a safe folder name), else a ProductError."""
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise ProductError(f"product name {name!r} is not allowed", fix=f"use {NAME_RULE}, e.g. cookie-v2")
+    return name
+
+
+def utc_now_iso() -> str:
+    """Wall-clock time now, ISO-8601 UTC to the second (``2026-05-04T10:11:12Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class MapNorm:
+    """``(map - center) / scale``: a product's unit for one map; ``scale`` > 0."""
+
+    center: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.center) and math.isfinite(self.scale) and self.scale > 0):
+            raise ProductError(
+                f"map normalisation center {self.center!r}, scale {self.scale!r} is not valid",
+                fix="the center must be finite and the scale finite and above 0 (re-enroll the product)",
+            )
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        return ((np.asarray(values, dtype=np.float32) - self.center) / self.scale).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """Statistics of good-part scores in product units (population std)."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    max: float
+
+    @classmethod
+    def of(cls, scores: Sequence[float]) -> ScoreSummary:
+        values = np.asarray(scores, dtype=np.float64).ravel()
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            raise ProductError(
+                f"cannot summarise {values.size} good scores (none, or some not finite)",
+                fix="give at least one good part with a finite score",
+            )
+        stats = (values.mean(), values.std(), values.min(), np.median(values), values.max())
+        return cls(int(values.size), *(float(value) for value in stats))
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """One threshold decision in a product's history."""
+
+    at: str  # ISO-8601 UTC wall time
+    rule: str  # one of CALIBRATION_RULES
+    threshold: float
+    n_good: int
+    n_bad: int
+    expected_false_reject: float | None
+    expected_escape: float | None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.rule not in CALIBRATION_RULES:
+            raise ProductError(
+                f"calibration rule {self.rule!r} is not known",
+                fix=f"use one of {', '.join(CALIBRATION_RULES)}",
+            )
+
+
+@dataclass(frozen=True)
+class Product:
+    """One product (see the module docstring); ``version`` 0 = not saved by the registry yet."""
+
+    name: str
+    model_sha256: str
+    model_id: str
+    fusion: str
+    inp_norm: MapNorm
+    memory_norm: MapNorm | None
+    thresholds: Thresholds
+    good_scores: ScoreSummary
+    enrollment: Mapping[str, Any]
+    calibrations: tuple[CalibrationRecord, ...] = ()
+    version: int = 0
+    memory: np.ndarray | None = field(default=None, compare=False, repr=False)
+    memory_projection: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if _SHA256_PATTERN.fullmatch(self.model_sha256) is None:
+            raise ProductError(
+                f"product {self.name}: model_sha256 {self.model_sha256!r} is not a sha256",
+                fix="pass the model file's sha256 (64 lowercase hex digits, ModelInfo.sha256)",
+            )
+        if self.fusion not in FUSIONS:
+            raise ProductError(f"product {self.name}: fusion {self.fusion!r}", fix=f"use one of {FUSIONS}")
+        if self.fusion in MEMORY_FUSIONS and self.memory_norm is None:
+            raise ProductError(
+                f"product {self.name}: fusion {self.fusion!r} needs the memory's normalisation (memory_norm)",
+                fix='use fusion "inp", or enroll the product with a model that outputs patch_features',
+            )
+        _check_memory(self.name, self.memory, self.memory_projection)
+        try:
+            enrollment = plain(dict(self.enrollment), "enrollment")
+        except FieldError as exc:
+            raise ProductError(f"product {self.name}: {exc}", fix="pass plain values") from None
+        object.__setattr__(self, "enrollment", enrollment)  # a plain dict: asdict / deepcopy work
+        object.__setattr__(self, "calibrations", tuple(self.calibrations))
+
+    def with_thresholds(self, thresholds: Thresholds, record: CalibrationRecord) -> Product:
+        """The same product with new thresholds and ``record`` appended (not saved: version 0)."""
+        return replace(self, thresholds=thresholds, calibrations=(*self.calibrations, record), version=0)
+
+    def label(self) -> str:
+        """``cookie v3`` (``cookie (not saved)`` before the registry saved it)."""
+        return f"{self.name} v{self.version}" if self.version else f"{self.name} (not saved)"
+
+    def to_yaml_dict(self, *, saved_at: str = "", note: str = "") -> dict[str, Any]:
+        """Plain values for ``yaml.safe_dump`` (the registry passes when and why it saved)."""
+        memory = None
+        if self.memory is not None:
+            memory = {
+                "file": MEMORY_FILE,
+                "shape": list(self.memory.shape),
+                "dtype": "float32",
+                "projection": None,
+            }
+            if self.memory_projection is not None:
+                memory["projection"] = {"file": PROJECTION_FILE, "shape": list(self.memory_projection.shape)}
+        document = {
+            "schema": PRODUCT_SCHEMA,
+            "name": self.name,
+            "version": self.version,
+            "saved_at": saved_at,
+            "note": note,
+            "model_id": self.model_id,
+            "model_sha256": self.model_sha256,
+            "fusion": self.fusion,
+            "inp_norm": asdict(self.inp_norm),
+            "memory_norm": None if self.memory_norm is None else asdict(self.memory_norm),
+            "thresholds": asdict(self.thresholds),
+            "good_scores": asdict(self.good_scores),
+            "enrollment": dict(self.enrollment),
+            "memory": memory,
+            "calibrations": [asdict(record) for record in self.calibrations],
+        }
+        return plain(document, "product")  # numpy numbers in the values become plain ones
+
+    @classmethod
+    def from_yaml_dict(cls, data: Any, path: str | Path) -> Product:
+        """The product described by ``data`` (parsed ``product.yaml`` at ``path``), without its memory."""
+        name = data.get("name") if isinstance(data, Mapping) else None
+        fix = (
+            "product.yaml is written by inp-edge: restore it from a backup, or make another version current "
+            f"with `inp-edge products rollback {name if isinstance(name, str) else 'NAME'} --to N`"
+        )
+        try:
+            return _read_product(Fields(data), path)
+        except FieldError as exc:
+            raise ProductError(f"{path}: {exc.key_path} {exc.problem}", fix=fix) from None
+        except ProductError as exc:
+            raise ProductError(f"{path}: {exc.message}", fix=exc.fix) from None
+
+
+def stored_memory_shape(data: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The memory shape a ``product.yaml`` (already read by ``from_yaml_dict``) declares, or None."""
+    memory = data.get("memory")
+    return None if memory is None else (memory["shape"][0], memory["shape"][1])
+
+
+def stored_projection_shape(data: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The memory projection's shape a ``product.yaml`` declares, or None."""
+    projection = (data.get("memory") or {}).get("projection")
+    return None if projection is None else (projection["shape"][0], projection["shape"][1])
+
+
+def _read_product(fields: Fields, path: str | Path) -> Product:
+    schema = fields.integer("schema", minimum=1)
+    if schema > PRODUCT_SCHEMA:
+        raise ProductError(
+            f"product.yaml schema {schema} is newer than this inp-edge reads (schema {PRODUCT_SCHEMA})",
+            fix="update inp-edge on this device, or re-enroll the product with this version (inp-edge enroll)",
+        )
+    product = Product(
+        name=fields.text("name"),
+        version=fields.integer("version"),
+        model_id=fields.text("model_id"),
+        model_sha256=fields.text("model_sha256"),
+        fusion=fields.choice("fusion", FUSIONS),
+        inp_norm=_read_norm(fields.mapping("inp_norm")),
+        memory_norm=_read_norm(fields.nullable_mapping("memory_norm")),
+        thresholds=_read_thresholds(fields.mapping("thresholds")),
+        good_scores=_read_summary(fields.mapping("good_scores")),
+        enrollment=fields.free_mapping("enrollment"),  # a free-form summary
+        calibrations=tuple(_read_record(item) for item in fields.records("calibrations")),
+    )
+    fields.text("saved_at")
+    fields.text("note")
+    _read_memory_entry(fields.nullable_mapping("memory"))
+    fields.done()
+    return product
+
+
+def _read_norm(fields: Fields | None) -> Any:
+    if fields is None:
+        return None
+    norm = MapNorm(center=fields.number("center"), scale=fields.number("scale"))
+    fields.done()
+    return norm
+
+
+def _read_thresholds(fields: Fields) -> Thresholds:
+    thresholds = Thresholds(
+        image=fields.number("image"),
+        pixel=fields.number("pixel"),
+        min_region_area_px=fields.number("min_region_area_px"),
+        center=fields.number("center"),
+        source=fields.text("source"),
+    )
+    fields.done()
+    return thresholds
+
+
+def _read_summary(fields: Fields) -> ScoreSummary:
+    numbers = {key: fields.number(key) for key in ("mean", "std", "min", "p50", "max")}
+    summary = ScoreSummary(n=fields.integer("n"), **numbers)
+    fields.done()
+    return summary
+
+
+def _read_record(fields: Fields) -> CalibrationRecord:
+    record = CalibrationRecord(
+        at=fields.text("at"),
+        rule=fields.text("rule"),
+        threshold=fields.number("threshold"),
+        n_good=fields.integer("n_good"),
+        n_bad=fields.integer("n_bad"),
+        expected_false_reject=fields.number("expected_false_reject", nullable=True),
+        expected_escape=fields.number("expected_escape", nullable=True),
+        note=fields.text("note"),
+    )
+    fields.done()
+    return record
+
+
+def _read_memory_entry(fields: Fields | None) -> None:
+    if fields is not None:
+        fields.choice("file", (MEMORY_FILE,))
+        fields.choice("dtype", ("float32",))
+        fields.dims("shape", 2)
+        projection = fields.nullable_mapping("projection")
+        if projection is not None:
+            projection.choice("file", (PROJECTION_FILE,))
+            projection.dims("shape", 2)
+            projection.done()
+        fields.done()
+
+
+def _check_memory(name: str, memory: np.ndarray | None, projection: np.ndarray | None) -> None:
+    if projection is not None:
+        fits = isinstance(projection, np.ndarray) and projection.ndim == 2 and projection.dtype == np.float32
+        if not (fits and memory is not None and projection.shape[1] == memory.shape[1]):
+            raise ProductError(
+                f"product {name}: memory_projection must be a float32 (channels, D) array for a memory of "
+                "D columns",
+                fix="pass the projection the memory was built with (edge/products/memory.py Memory.projection)",
+            )
+    if memory is None:
+        return
+    array = isinstance(memory, np.ndarray)
+    if not (array and memory.ndim == 2 and memory.dtype == np.float32 and memory.size > 0):
+        got = f"{memory.dtype} {memory.shape}" if array else type(memory).__name__
+        raise ProductError(
+            f"product {name}: memory must be a non-empty (tokens, channels) float32 array, got {got}",
+            fix="pass the patch features as np.float32 with shape (M, C)",
+        )
