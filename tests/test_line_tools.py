@@ -98,3 +98,40 @@ def test_fit_study_puts_the_part_in_a_wider_frame_with_both_rois() -> None:
     frame, square, wide = widen(image, 4 / 3)
     assert frame.shape == (60, 80, 3) and (wide.width, wide.height) == (80, 60)
     assert np.array_equal(frame[:, square.x : square.x + square.width], image)
+
+
+def test_bench_pipeline_times_a_product_beside_the_plain_pipeline(tmp_path: Path) -> None:
+    from tests.products_cli_support import good_folder, model_file
+
+    model, state = model_file(tmp_path / "models"), tmp_path / "state"
+    parts = good_folder(tmp_path / "good", 4, seed=1)
+    enroll = ["enroll", "--product", "disk", "--shots", "4", "--images", str(parts), "--model", str(model)]
+    assert main([*enroll, "--state-dir", str(state), "--yes"]) == 0
+    out = tmp_path / "bench.json"
+    argv = [
+        "bench-pipeline",
+        str(model),
+        "--parts",
+        "20",
+        "--repeats",
+        "1",
+        "--frame-px",
+        "64",
+        "--threads",
+        "1",
+    ]
+    assert main([*argv, "--product", "disk", "--state-dir", str(state), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [block["kind"] for block in doc["blocks"]] == ["bare", "pipeline", "latency", "product-latency"]
+    scored = doc["blocks"][-1]
+    assert (
+        scored["seq_complete"]
+        and scored["counters"]["received"] == 20
+        and scored["counters"].get("error", 0) == 0
+    )
+    assert doc["product"] == {"name": "disk", "version": 1, "fusion": "fused"}
+    assert doc["product_latency_share"] == pytest.approx(
+        doc["product_latency_ms"]["p50"] / doc["pipeline_latency_ms"]["p50"] - 1.0
+    )
+    other = save(brightness_model(32, patch_features=True, work=1), tmp_path / "other.onnx")
+    assert main(["bench-pipeline", str(other), "--product", "disk", "--state-dir", str(state)]) == 2

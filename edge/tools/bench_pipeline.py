@@ -40,6 +40,8 @@ from edge.model.session import LoadedModel, run_model
 from edge.outbox import Outbox
 from edge.output_stage import OutputStage
 from edge.pipeline import Pipeline, PipelineSettings
+from edge.products.active import ActiveProduct
+from edge.products.product import Product
 from edge.publish.listen import Listener
 from edge.publish.messages import HEARTBEAT, VERDICT, VerdictContext, heartbeat_frames, heartbeat_header
 from edge.publish.zmq_publisher import Publisher, PublishSettings
@@ -139,7 +141,11 @@ def bare_block(loaded: LoadedModel, images: list[np.ndarray], parts: int) -> Blo
 
 
 def pipeline_block(
-    loaded: LoadedModel, images: list[np.ndarray], settings: BenchPipelineSettings, kind: str = "pipeline"
+    loaded: LoadedModel,
+    images: list[np.ndarray],
+    settings: BenchPipelineSettings,
+    kind: str = "pipeline",
+    product: Product | None = None,
 ) -> BlockResult:
     meta = loaded.info.meta
     thresholds = default_thresholds(meta.score_stats, meta.model_id)
@@ -149,7 +155,13 @@ def pipeline_block(
         context = VerdictContext("bench", "bench", meta.model_id, meta.precision, thresholds.source)
         outbox = Outbox(publisher, VerdictRing(RING_SIZE), context)
         subscriber = _Subscriber(publisher, source.gate)
-        inspector = Inspector(Detector(loaded), thresholds, deadline_ms=0, station="bench")
+        active = None
+        if (
+            product is not None
+        ):  # scored by the product (its memory, fusion and thresholds), as a station would
+            active = ActiveProduct(loaded.info)
+            active.switch(product)
+        inspector = Inspector(Detector(loaded), thresholds, deadline_ms=0, station="bench", active=active)
         handler = OutputStage(outbox, health, thresholds.pixel) if settings.overlays else None
         pipeline = Pipeline(
             source, inspector, outbox, handler, health, PipelineSettings(inspect_queue=settings.window + 2)
@@ -237,9 +249,12 @@ def soak(loaded: LoadedModel, settings: BenchPipelineSettings, parts: int) -> di
 
 
 def bench_pipeline(
-    loaded: LoadedModel, settings: BenchPipelineSettings, progress: Any = None
+    loaded: LoadedModel, settings: BenchPipelineSettings, progress: Any = None, product: Product | None = None
 ) -> dict[str, Any]:
-    """Alternate bare and pipeline blocks; the medians, ratios and memory in one document."""
+    """Alternate bare and pipeline blocks; the medians, ratios and memory in one document.
+
+    With ``product``, each repeat adds a paced block scored by that product, on the same line rate
+    as the plain paced block before it: what the product's scoring adds to a part's latency."""
     images = bench_frames(settings)
     blocks: list[BlockResult] = []
     from dataclasses import replace
@@ -249,14 +264,17 @@ def bench_pipeline(
         blocks.append(pipeline_block(loaded, images, settings))
         line = replace(settings, window=settings.window + 2, rate_pps=settings.line_load * blocks[-1].fps)
         blocks.append(pipeline_block(loaded, images, line, kind="latency"))
+        if product is not None:
+            blocks.append(pipeline_block(loaded, images, line, kind="product-latency", product=product))
         if progress is not None:
-            progress(repeat + 1, settings.repeats, blocks[-3:])
+            progress(repeat + 1, settings.repeats, blocks[-4 if product is not None else -3 :])
     return summary_document(blocks)
 
 
 def summary_document(blocks: list[BlockResult]) -> dict[str, Any]:
     """Medians over blocks: throughput at capacity, latency with one part in flight."""
-    by_kind = {kind: [b for b in blocks if b.kind == kind] for kind in ("bare", "pipeline", "latency")}
+    kinds = ("bare", "pipeline", "latency", "product-latency")
+    by_kind = {kind: [b for b in blocks if b.kind == kind] for kind in kinds}
 
     def median(kind: str, pick) -> float:
         return float(np.median([pick(block) for block in by_kind[kind]]))
@@ -265,8 +283,16 @@ def summary_document(blocks: list[BlockResult]) -> dict[str, Any]:
         return {k: median(kind, lambda b, k=k: b.latency_ms[k]) for k in ("p50", "p90", "p99")}
 
     bare_fps, pipe_fps = median("bare", lambda b: b.fps), median("pipeline", lambda b: b.fps)
-    pipelines = by_kind["pipeline"] + by_kind["latency"]
+    pipelines = by_kind["pipeline"] + by_kind["latency"] + by_kind["product-latency"]
+    with_product = {}
+    if by_kind["product-latency"]:
+        product_p50, plain_p50 = percentiles("product-latency")["p50"], percentiles("latency")["p50"]
+        with_product = {
+            "product_latency_ms": percentiles("product-latency"),
+            "product_latency_share": product_p50 / plain_p50 - 1.0,  # what scoring adds to the p50
+        }
     return {
+        **with_product,
         "bare_fps": bare_fps,
         "pipeline_fps": pipe_fps,
         "throughput_ratio": pipe_fps / bare_fps,

@@ -66,6 +66,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--soak", type=count_arg(0), default=0, metavar="N", help="also one run of N parts (0: none)"
     )
     parser.add_argument(
+        "--product",
+        default=None,
+        metavar="NAME",
+        help="also time paced blocks scored by this enrolled product (its memory and fusion), from --state-dir",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path("state"), help="where --product is (default ./state)"
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, metavar="PATH", help="write the result as JSON here"
     )
 
@@ -78,7 +87,14 @@ def _run(args: argparse.Namespace) -> int:
     settings = SessionSettings(
         providers=tuple(args.providers.split(",")), intra_op_threads=args.threads, spin_wait=args.spin_wait
     )
+    product = None
+    if args.product is not None:
+        from edge.products.registry import ProductRegistry
+
+        product = ProductRegistry(args.state_dir).load(args.product)  # cheap checks before the model opens
     loaded = open_session(args.model, settings)
+    if product is not None and product.model_sha256 != loaded.info.sha256:
+        ProductRegistry(args.state_dir).load(args.product, model_sha256=loaded.info.sha256)  # its error
     bench = BenchPipelineSettings(
         args.parts, args.repeats, args.frame_px, args.window, not args.no_overlays, frames=args.frames
     )
@@ -87,7 +103,9 @@ def _run(args: argparse.Namespace) -> int:
         text = ", ".join(f"{b.kind} {b.fps:.1f} fps" for b in blocks)
         print(f"block pair {done}/{total}: {text}", file=sys.stderr)
 
-    document = bench_pipeline(loaded, bench, progress)
+    document = bench_pipeline(loaded, bench, progress, product)
+    if product is not None:
+        document["product"] = {"name": product.name, "version": product.version, "fusion": product.fusion}
     if args.soak:
         print(f"soak: {args.soak} parts through one pipeline ...", file=sys.stderr)
         document["soak"] = soak(loaded, bench, args.soak)
@@ -115,6 +133,13 @@ def format_table(doc: dict[str, Any]) -> str:
         f"p99 {doc['p99_excess_ms']:+.1f} ms",
         f"verdicts     {'all received (seq complete)' if doc['all_verdicts_received'] else 'SOME MISSING'}",
     ]
+    if "product_latency_ms" in doc:
+        prod = doc["product_latency_ms"]
+        lines.append(
+            f"with product {'':6}   {prod['p50']:6.1f}   {prod['p90']:6.1f}   {prod['p99']:6.1f}"
+            f"   ({doc['product']['name']} v{doc['product']['version']}, fusion {doc['product']['fusion']}: "
+            f"p50 {100 * doc['product_latency_share']:+.1f} % against the pipeline without it, same line rate)"
+        )
     if doc.get("overlay_ms_p50") is not None:
         lines.append(
             f"overlays     p50 {doc['overlay_ms_p50']:.1f} ms render + JPEG (output thread, paced blocks)"
