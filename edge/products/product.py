@@ -204,8 +204,10 @@ class Product:
             "product.yaml is written by inp-edge: restore it from a backup, or make another version current "
             f"with `inp-edge products rollback {name if isinstance(name, str) else 'NAME'} --to N`"
         )
+        from edge.products.product_yaml import read_product  # the strict reader, beside this value
+
         try:
-            return _read_product(Fields(data), path)
+            return read_product(Fields(data), path)
         except FieldError as exc:
             raise ProductError(f"{path}: {exc.key_path} {exc.problem}", fix=fix) from None
         except ProductError as exc:
@@ -222,88 +224,6 @@ def stored_projection_shape(data: Mapping[str, Any]) -> tuple[int, int] | None:
     """The memory projection's shape a ``product.yaml`` declares, or None."""
     projection = (data.get("memory") or {}).get("projection")
     return None if projection is None else (projection["shape"][0], projection["shape"][1])
-
-
-def _read_product(fields: Fields, path: str | Path) -> Product:
-    schema = fields.integer("schema", minimum=1)
-    if schema > PRODUCT_SCHEMA:
-        raise ProductError(
-            f"product.yaml schema {schema} is newer than this inp-edge reads (schema {PRODUCT_SCHEMA})",
-            fix="update inp-edge on this device, or re-enroll the product with this version (inp-edge enroll)",
-        )
-    product = Product(
-        name=fields.text("name"),
-        version=fields.integer("version"),
-        model_id=fields.text("model_id"),
-        model_sha256=fields.text("model_sha256"),
-        fusion=fields.choice("fusion", FUSIONS),
-        inp_norm=_read_norm(fields.mapping("inp_norm")),
-        memory_norm=_read_norm(fields.nullable_mapping("memory_norm")),
-        thresholds=_read_thresholds(fields.mapping("thresholds")),
-        good_scores=_read_summary(fields.mapping("good_scores")),
-        enrollment=fields.free_mapping("enrollment"),  # a free-form summary
-        calibrations=tuple(_read_record(item) for item in fields.records("calibrations")),
-    )
-    fields.text("saved_at")
-    fields.text("note")
-    _read_memory_entry(fields.nullable_mapping("memory"))
-    fields.done()
-    return product
-
-
-def _read_norm(fields: Fields | None) -> Any:
-    if fields is None:
-        return None
-    norm = MapNorm(center=fields.number("center"), scale=fields.number("scale"))
-    fields.done()
-    return norm
-
-
-def _read_thresholds(fields: Fields) -> Thresholds:
-    thresholds = Thresholds(
-        image=fields.number("image"),
-        pixel=fields.number("pixel"),
-        min_region_area_px=fields.number("min_region_area_px"),
-        center=fields.number("center"),
-        source=fields.text("source"),
-    )
-    fields.done()
-    return thresholds
-
-
-def _read_summary(fields: Fields) -> ScoreSummary:
-    numbers = {key: fields.number(key) for key in ("mean", "std", "min", "p50", "max")}
-    summary = ScoreSummary(n=fields.integer("n"), **numbers)
-    fields.done()
-    return summary
-
-
-def _read_record(fields: Fields) -> CalibrationRecord:
-    record = CalibrationRecord(
-        at=fields.text("at"),
-        rule=fields.text("rule"),
-        threshold=fields.number("threshold"),
-        n_good=fields.integer("n_good"),
-        n_bad=fields.integer("n_bad"),
-        expected_false_reject=fields.number("expected_false_reject", nullable=True),
-        expected_escape=fields.number("expected_escape", nullable=True),
-        note=fields.text("note"),
-    )
-    fields.done()
-    return record
-
-
-def _read_memory_entry(fields: Fields | None) -> None:
-    if fields is not None:
-        fields.choice("file", (MEMORY_FILE,))
-        fields.choice("dtype", ("float32",))
-        fields.dims("shape", 2)
-        projection = fields.nullable_mapping("projection")
-        if projection is not None:
-            projection.choice("file", (PROJECTION_FILE,))
-            projection.dims("shape", 2)
-            projection.done()
-        fields.done()
 
 
 def _check_memory(name: str, memory: np.ndarray | None, projection: np.ndarray | None) -> None:
