@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli import Command
+from edge.cli import Command, say
 from edge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -98,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     station = resolve_station(args)
     registry = ProductRegistry(station.state_dir)
     registry.load(args.product, memory=False)  # exists and is readable, before the model is opened
-    _say(f"loading {station.model_path} ...")
+    say("calibrate", f"loading {station.model_path} ...")
     detector = open_detector(station, want_features=True)
     info = detector.loaded.info
     product = registry.load(args.product, model_sha256=info.sha256, model_id=info.model_id)
@@ -221,14 +220,11 @@ def _format_scores(files: Sequence[Any], scores: Sequence[float], what: str) -> 
 def _warn_if_enrolled_from(product: Product, folder: Path) -> None:
     source = str(product.enrollment.get("source", ""))
     if source.startswith(f"folder {folder.resolve()} "):
-        _say(
+        say(
+            "calibrate",
             f"{product.label()} was enrolled from {folder}: those parts are in its memory and score low; "
-            "calibrate with other good parts for a threshold that holds on the line"
+            "calibrate with other good parts for a threshold that holds on the line",
         )
-
-
-def _say(line: str) -> None:
-    print(f"inp-edge calibrate: {line}", file=sys.stderr, flush=True)
 
 
 COMMAND = Command(

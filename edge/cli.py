@@ -138,6 +138,11 @@ def _run_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def say(command: str, line: str) -> None:
+    """One line of a command's progress or warnings on stderr (stdout stays the command's output)."""
+    print(f"inp-edge {command}: {line}", file=sys.stderr, flush=True)
+
+
 def count_arg(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:

@@ -22,6 +22,7 @@ from typing import Any
 
 from edge.config_schema import DEFAULTS
 from edge.config_values import parse_endpoint
+from edge.control_args import RequestError, whole_arg
 from edge.errors import ConfigError, InpEdgeError, PublishError
 from edge.publish.messages import encode_header, iso_utc
 from edge.publish.sockets import SocketOwner, bind_secured
@@ -41,10 +42,6 @@ class ControlError(InpEdgeError):
     """A control request could not be made: no reply in time, a bad endpoint, a reply that is not JSON."""
 
 
-class RequestError(InpEdgeError):
-    """A request's argument is missing or wrong (the reply says which and how to fix it)."""
-
-
 def is_local_endpoint(endpoint: str) -> bool:
     """Whether only this machine can reach ``endpoint`` (ipc, inproc, tcp on loopback)."""
     parsed = parse_endpoint(endpoint)
@@ -56,18 +53,6 @@ def client_endpoint(endpoint: str) -> str:
     for wildcard in ("://*:", "://0.0.0.0:"):
         endpoint = endpoint.replace(wildcard, "://127.0.0.1:")
     return endpoint
-
-
-def int_arg(request: Mapping[str, Any], name: str, *, default: int | None = None, minimum: int = 0) -> int:
-    """A whole-number argument of a request, or RequestError naming it."""
-    value = request.get(name, default)
-    if value is None:
-        raise RequestError(f"{request.get('cmd')}: argument {name!r} is missing", fix=f'add "{name}": N')
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RequestError(
-            f"{request.get('cmd')}: argument {name!r} is {value!r}", fix=f"give a whole number >= {minimum}"
-        )
-    return value
 
 
 class VerdictRing:
@@ -189,9 +174,9 @@ class ControlServer(SocketOwner):
 
     def _verdicts(self, request: dict[str, Any]) -> dict[str, Any]:
         """verdict headers by seq: from_seq, to_seq (inclusive; default: the newest held)"""
-        from_seq = int_arg(request, "from_seq")
+        from_seq = whole_arg(request, "from_seq", minimum=0)
         held = self.ring.span()
-        to_seq = int_arg(request, "to_seq", default=held[1] if held else from_seq)
+        to_seq = whole_arg(request, "to_seq", minimum=0, default=held[1] if held else from_seq)
         if to_seq < from_seq:
             raise RequestError(f"verdicts: to_seq {to_seq} is below from_seq {from_seq}", fix="swap them")
         page_end = min(to_seq, from_seq + self._max_verdicts - 1)

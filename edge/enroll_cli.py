@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli import Command, count_arg
+from edge.cli import Command, count_arg, say
 from edge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="make the new version the running service's active product (needs --config or --endpoint)",
     )
     parser.add_argument("--yes", action="store_true", help="save without asking when parts were flagged")
-    from edge.enroll_live import add_curve_arguments
+    from edge.enroll_live_cli import add_curve_arguments
 
     add_curve_arguments(parser)
 
@@ -99,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
 
     check_name(args.product)
     if args.live:
-        from edge.enroll_live import run_live
+        from edge.enroll_live_cli import run_live
 
         return run_live(args)
     if args.endpoint is not None and not args.activate:
@@ -118,10 +119,10 @@ def _run_offline(args: argparse.Namespace) -> int:
     station = resolve_station(args)
     registry = ProductRegistry(station.state_dir)
     fusion = args.fusion or DEFAULT_FUSION
-    _say(f"loading {station.model_path} ...")
+    say("enroll", f"loading {station.model_path} ...")
     detector = open_detector(station, want_features=fusion != "inp")
     check_patch_features(detector.loaded.info, fusion)
-    _say(_versions_line(registry, args.product))
+    say("enroll", _versions_line(registry, args.product))
     shots = _shots(detector, files[: args.shots])
     settings = EnrollSettings(
         fusion=fusion,
@@ -130,14 +131,16 @@ def _run_offline(args: argparse.Namespace) -> int:
     )
     source = f"folder {args.images.resolve()} (first {args.shots} of {len(files)} images)"
     info = detector.loaded.info
-    enrolled = enroll_product(args.product, shots, info, settings, source=source, progress=_say)
+    enrolled = enroll_product(
+        args.product, shots, info, settings, source=source, progress=partial(say, "enroll")
+    )
     print(format_parts(enrolled, [shot.label for shot in shots], kept_flagged=args.keep_flagged))
     if enrolled.flagged and not args.keep_flagged:
         _confirm_without_flagged(args, enrolled)
     saved = registry.save(enrolled.product, note=f"enrolled from {source}")
     print(format_summary(saved, enrolled.build_s, registry.folder(saved.name)))
     if args.activate:
-        from edge.enroll_live import activate
+        from edge.enroll_live_cli import activate
 
         activate(args, saved)
     return 0
@@ -232,10 +235,6 @@ def format_summary(product: Product, build_s: float, folder: Path | None = None)
     where = f" in {folder}" if folder is not None else ""
     head = f"saved {product.label()}{where}"
     return "\n".join([head, *(f"  {name:<12} {text}" for name, text in rows_out)])
-
-
-def _say(line: str) -> None:
-    print(f"inp-edge enroll: {line}", file=sys.stderr, flush=True)
 
 
 COMMAND = Command(

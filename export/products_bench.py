@@ -101,28 +101,44 @@ def evaluate_fusions(
     for fusion in FUSIONS:
         settings = EnrollSettings(fusion=fusion, max_memory_tokens=max_tokens)
         enrolled = enroll_shots(name, train, indices, loaded, settings)
-        results[fusion] = evaluate_product(enrolled.product, loaded, test)
+        results[fusion] = evaluate_product(enrolled.product, loaded, test, train, others)
         results[fusion]["flagged"] = [flag.label for flag in enrolled.flagged]
-        if others:
-            results[fusion]["calibrated"] = calibrate_on(enrolled.product, loaded, train, others, test)
         fused_s = enrolled.build_s if fusion == "fused" else fused_s
     return results, fused_s
 
 
-def evaluate_product(product: Product, loaded: LoadedModel, test: Outputs) -> dict:
+def evaluate_product(
+    product: Product,
+    loaded: LoadedModel,
+    test: Outputs,
+    train: Outputs | None = None,
+    good: Sequence[int] = (),
+) -> dict:
+    """Metrics and rates on the test split at the product's threshold; with ``good`` (training parts not
+    enrolled) also at the threshold a recalibration on them gives (``calibrated``)."""
     scorer = ProductScorer(product, loaded.info)
     scored = [scorer.score_maps(test.maps[i], test.features[i]) for i in range(len(test.labels))]
     scores = np.array([s.score for s in scored])
     maps = np.stack([s.product_map for s in scored])
     image = image_metrics(scores, test.labels)
     pixel = pixel_metrics(maps, test.masks)
-    return {
+    result = {
         "image_auroc": image.auroc,
         "pixel_auroc": pixel.auroc,
         "aupro": pixel.aupro,
         **rates_at(product.thresholds.image, scores, test.labels),
         "scoring_ms_p50": float(np.median([s.scoring_ms for s in scored])),
     }
+    if train is not None and good:
+        # recalibration on the line, simulated: the training parts not enrolled are the parts confirmed
+        # good; the tail rule (the service's default) on their scores gives the threshold
+        rule = tail_rule([scorer.score_maps(train.maps[i], train.features[i]).score for i in good])
+        result["calibrated"] = {
+            "rule": rule.rule,
+            "n_good": len(good),
+            **rates_at(rule.threshold, scores, test.labels),
+        }
+    return result
 
 
 def rates_at(threshold: float, scores: np.ndarray, labels: np.ndarray) -> dict:
@@ -132,21 +148,6 @@ def rates_at(threshold: float, scores: np.ndarray, labels: np.ndarray) -> dict:
         "false_reject_rate": float(np.mean(good > threshold)) if len(good) else None,
         "escape_rate": float(np.mean(bad <= threshold)) if len(bad) else None,
     }
-
-
-def calibrate_on(
-    product: Product, loaded: LoadedModel, train: Outputs, good: Sequence[int], test: Outputs
-) -> dict:
-    """Recalibration on the line, simulated: the category's training parts that were not enrolled are
-    the parts confirmed good; the tail rule (the service's default) on their scores gives the threshold,
-    whose rates are measured on the test split."""
-    scorer = ProductScorer(product, loaded.info)
-    collected = [scorer.score_maps(train.maps[i], train.features[i]).score for i in good]
-    rule = tail_rule(collected)
-    scores = np.array(
-        [scorer.score_maps(test.maps[i], test.features[i]).score for i in range(len(test.labels))]
-    )
-    return {"rule": rule.rule, "n_good": len(collected), **rates_at(rule.threshold, scores, test.labels)}
 
 
 def _category_outputs(loaded: LoadedModel, folder: Path, quiet: bool) -> tuple[Outputs, Outputs]:

@@ -15,10 +15,10 @@ from edge.control import (
     ControlServer,
     RequestError,
     VerdictRing,
-    int_arg,
     is_local_endpoint,
     request,
 )
+from edge.control_args import whole_arg
 from edge.errors import ConfigError, InpEdgeError, PublishError
 from edge.publish.messages import encode_header
 
@@ -212,11 +212,12 @@ def test_verdict_ring_keeps_the_newest_as_sent():
     ("request_", "default", "value"),
     [({"cmd": "x", "n": 3}, None, 3), ({"cmd": "x"}, 7, 7), ({"cmd": "x", "n": 0}, 7, 0)],
 )
-def test_int_arg_reads_whole_numbers(request_, default, value):
-    assert int_arg(request_, "n", default=default) == value
+def test_whole_arg_reads_whole_numbers(request_, default, value):
+    given = {} if default is None else {"default": default}
+    assert whole_arg(request_, "n", minimum=0, **given) == value
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "3", None, True, [1]])
-def test_int_arg_refuses_other_values(value):
+def test_whole_arg_refuses_other_values(value):
     with pytest.raises(InpEdgeError, match="'n'"):
-        int_arg({"cmd": "x", "n": value}, "n")
+        whole_arg({"cmd": "x", "n": value}, "n", minimum=0)

@@ -53,21 +53,16 @@ def test_recovered_verdicts_complete_the_seq_without_a_latency() -> None:
     assert report.seq_complete and report.recovered == 1 and report.latency_ms.max_ms == pytest.approx(5.0)
 
 
+def _bench_argv(model: Path, frame_px: int) -> list[str]:
+    """A short bench-pipeline run: 20 parts, one repeat, one thread."""
+    short = ["--parts", "20", "--repeats", "1", "--threads", "1"]
+    return ["bench-pipeline", str(model), *short, "--frame-px", str(frame_px)]
+
+
 def test_bench_pipeline_measures_the_path_beside_the_bare_model(tmp_path: Path) -> None:
     model = save(brightness_model(64, work=2), tmp_path / "model.onnx")
     out = tmp_path / "bench.json"
-    argv = [
-        "bench-pipeline",
-        str(model),
-        "--parts",
-        "20",
-        "--repeats",
-        "1",
-        "--frame-px",
-        "128",
-        "--threads",
-        "1",
-    ]
+    argv = _bench_argv(model, frame_px=128)
     assert main([*argv, "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["all_verdicts_received"]
@@ -108,18 +103,7 @@ def test_bench_pipeline_times_a_product_beside_the_plain_pipeline(tmp_path: Path
     enroll = ["enroll", "--product", "disk", "--shots", "4", "--images", str(parts), "--model", str(model)]
     assert main([*enroll, "--state-dir", str(state), "--yes"]) == 0
     out = tmp_path / "bench.json"
-    argv = [
-        "bench-pipeline",
-        str(model),
-        "--parts",
-        "20",
-        "--repeats",
-        "1",
-        "--frame-px",
-        "64",
-        "--threads",
-        "1",
-    ]
+    argv = _bench_argv(model, frame_px=64)
     assert main([*argv, "--product", "disk", "--state-dir", str(state), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert [block["kind"] for block in doc["blocks"]] == ["bare", "pipeline", "latency", "product-latency"]

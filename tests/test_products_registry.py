@@ -282,17 +282,3 @@ def test_concurrent_saves_get_distinct_whole_versions(tmp_path: Path) -> None:
     assert registry.versions("cookie") == list(range(1, 11)) and registry.current_version("cookie") == 10
     images = sorted(registry.load("cookie", version=number).thresholds.image for number in range(1, 11))
     assert images == [10.0, 11.0, 12.0, 13.0, 14.0, 20.0, 21.0, 22.0, 23.0, 24.0]
-
-
-def test_a_memory_projection_is_saved_and_loaded_with_the_memory(tmp_path: Path) -> None:
-    memory = np.arange(24, dtype=np.float32).reshape(6, 4)
-    projection = np.ones((10, 4), np.float32)
-    product = replace(make_product(memory=memory), memory_projection=projection)
-    registry = ProductRegistry(tmp_path)
-    registry.save(product)
-    loaded = registry.load(product.name)
-    np.testing.assert_array_equal(loaded.memory, memory)
-    np.testing.assert_array_equal(loaded.memory_projection, projection)
-    (registry.folder(product.name) / "v0001" / "projection.npy").unlink()
-    with pytest.raises(ProductError, match="projection.npy is missing"):
-        registry.load(product.name)

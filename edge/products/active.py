@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from edge.model.contract_check import ModelInfo
-from edge.products.product import Product, ProductError
+from edge.products.product import Product, ProductError, check_model
 from edge.products.scoring import ProductScorer
 
 KEEP_GENERATIONS = 16  # first-frame records kept (a switch is acknowledged long before 16 more)
@@ -56,13 +56,7 @@ class ActiveProduct:
 
     def scorer_for(self, product: Product) -> ProductScorer:
         """A ready scorer for ``product`` with this model, or ProductError saying why it cannot score."""
-        if product.model_sha256 != self.info.sha256:
-            raise ProductError(
-                f"product {product.label()} was enrolled with model {product.model_id} "
-                f"(sha256 {product.model_sha256[:12]}...), this station runs {self.info.model_id} "
-                f"(sha256 {self.info.sha256[:12]}...)",
-                fix=f"re-enroll it for this model: inp-edge enroll --product {product.name} ...",
-            )
+        check_model(product, self.info.sha256, self.info.model_id)
         scorer = ProductScorer(product, self.info)
         if scorer.needs_features and not self.has_patch_features:
             raise ProductError(

@@ -29,7 +29,6 @@ from edge.model.detector import Inference
 from edge.products.calibration import tail_rule
 from edge.products.memory import (
     DEFAULT_MAX_TOKENS,
-    DEFAULT_PROJECTION_DIM,
     Memory,
     build_memory,
     nearest_distances,
@@ -62,7 +61,6 @@ STAT_PIXEL_STEP = 4  # every 4th pixel of each good map for the median (enough, 
 class EnrollSettings:
     fusion: str = DEFAULT_FUSION
     max_memory_tokens: int = DEFAULT_MAX_TOKENS
-    projection_dim: int = DEFAULT_PROJECTION_DIM  # 0: no projection
     max_stat_shots: int = 16
     outlier_z: float = 3.5
     drop_flagged: bool = True
@@ -167,7 +165,7 @@ def _build(
     picked = _spread_indices(len(shots), settings.max_stat_shots)
     if settings.fusion != "inp":
         features = [np.asarray(s.patch_features, np.float32) for s in shots]
-        memory = build_memory(features, settings.max_memory_tokens, settings.seed, settings.projection_dim)
+        memory = build_memory(features, settings.max_memory_tokens, settings.seed)
         mapper = TokenMapper(MapShape.of(info, features[0].shape[0]))
         memory_maps = [
             mapper(held_out_distances(features[i], i, memory, mapper.shape.grid_hw)) for i in picked
@@ -181,7 +179,17 @@ def _build(
     return product, by_source, picked
 
 
-def _product(name, info, settings, source, inp_norm, memory_norm, memory, scores, shots) -> Product:  # noqa: ANN001
+def _product(
+    name: str,
+    info: ModelInfo,
+    settings: EnrollSettings,
+    source: str,
+    inp_norm: MapNorm,
+    memory_norm: MapNorm | None,
+    memory: Memory | None,
+    scores: list[float],
+    shots: int,
+) -> Product:
     rule = tail_rule(
         scores,
         target_false_reject=settings.target_false_reject,
@@ -212,7 +220,6 @@ def _product(name, info, settings, source, inp_norm, memory_norm, memory, scores
         inp_norm=inp_norm, memory_norm=memory_norm, thresholds=thresholds, good_scores=summary,
         enrollment=enrollment, calibrations=(record,),
         memory=None if memory is None else memory.features,
-        memory_projection=None if memory is None else memory.projection,
     )  # fmt: skip
 
 
@@ -229,7 +236,7 @@ def held_out_distances(
         exclude = (np.abs(rows[:, None] - mem_rows[None]) <= 1) & (
             np.abs(cols[:, None] - mem_cols[None]) <= 1
         )
-    return nearest_distances(memory.project(features), memory.features, exclude=exclude)
+    return nearest_distances(features, memory.features, exclude=exclude)
 
 
 def norm_of(maps: Sequence[np.ndarray], top_ratio: float) -> MapNorm:
@@ -241,7 +248,14 @@ def norm_of(maps: Sequence[np.ndarray], top_ratio: float) -> MapNorm:
     return MapNorm(center=centre, scale=max(typical - centre, 1e-6 * max(abs(centre), 1.0)))
 
 
-def _part_scores(fusion, inp_norm, memory_norm, inp_maps, memory_maps, top_ratio) -> dict[str, list[float]]:  # noqa: ANN001
+def _part_scores(
+    fusion: str,
+    inp_norm: MapNorm,
+    memory_norm: MapNorm | None,
+    inp_maps: Sequence[np.ndarray],
+    memory_maps: Sequence[np.ndarray],
+    top_ratio: float,
+) -> dict[str, list[float]]:
     """Each part's score by each source and by the product's fusion (as ProductScorer scores it)."""
     scores: dict[str, list[float]] = {"inp": [], "memory": [], "fused": []}
     for index, raw in enumerate(inp_maps):
@@ -249,6 +263,7 @@ def _part_scores(fusion, inp_norm, memory_norm, inp_maps, memory_maps, top_ratio
         scores["inp"].append(top_mean(inp, top_ratio))
         if fusion == "inp":
             continue
+        assert memory_norm is not None  # a memory fusion has one
         memory = memory_norm.apply(memory_maps[index])
         scores["memory"].append(top_mean(memory, top_ratio))
         scores["fused"].append(top_mean(blend(inp, memory, SCORE_MEMORY_WEIGHT), top_ratio))

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.control import RequestError
+from edge.control_args import bool_arg, check_keys, number_arg, text_arg, whole_arg
 from edge.model.contract_check import ModelInfo
 from edge.model.detector import Inference
-from edge.products.args import bool_arg, check_keys, number_arg, text_arg, whole_arg
 from edge.products.enroll import Enrolled, EnrollSettings, Shot, enroll_product
 from edge.products.enrollment_job import BUILDING, COLLECTING, MAX_SHOTS, EnrollmentJob, EnrollPlan
 from edge.products.memory import DEFAULT_MAX_TOKENS

@@ -7,11 +7,9 @@ measured on a fixed random projection to ``PROJECTION_DIM`` channels), so memory
 stay bounded whatever K: scoring one frame costs N × M × C multiply-adds for N tokens, M ≤
 ``max_tokens`` memory rows and C channels.
 
-Features can be projected onto their first ``projection_dim`` principal components (fitted on the
-enrolled parts' own features) to cut the multiply-adds; off by default: on glass (a trained product of
-the bottle + glass model) 32 components dropped the memory map's pixel AUROC from 83 to 72, and the
-INT8 distance graph (edge/products/distance_graph.py) made the full channels fast enough
-(docs/benchmarks.md, "Products").
+All C channels are kept: projecting them onto 32 principal components cut the multiply-adds 7× but
+dropped glass's memory-map pixel AUROC from 83 to 72 (docs/benchmarks.md, "Products"); the INT8
+distance graph (edge/products/distance_graph.py) makes the full channels fast enough instead.
 
 Distances are squared-norm expansions (``|q|² - 2 q·m + |m|²``), with ``-2 m`` and ``|m|²`` folded
 into one (C + 1)-column matrix so one matrix product and one ``min`` pass give them (the element-wise
@@ -27,8 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_MAX_TOKENS = 2048  # memory rows kept; docs/products.md gives the measured cost and quality
-DEFAULT_PROJECTION_DIM = 0  # principal components kept (0: the model's channels as they are)
-PCA_MAX_ROWS = 8192  # feature rows the principal components are fitted on (evenly spaced)
 PROJECTION_DIM = 64  # greedy selection compares rows on a random projection this wide
 BLOCK_ROWS = 4096  # query rows per distance block (a block ≤ BLOCK_ROWS × M float32)
 
@@ -37,47 +33,28 @@ BLOCK_ROWS = 4096  # query rows per distance block (a block ≤ BLOCK_ROWS × M 
 class Memory:
     """The kept rows and, for enrollment's leave-one-out, where each came from."""
 
-    features: np.ndarray  # (M, D) float32, projected
+    features: np.ndarray  # (M, C) float32
     shot: np.ndarray  # (M,) int: which good part each row came from
     cell: np.ndarray  # (M,) int: its token index (row-major) in that part's grid
-    projection: np.ndarray | None  # (C, D) float32: model features → memory space; None: identity
-
-    def project(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features, np.float32)
-        return features if self.projection is None else features @ self.projection
-
-
-def fit_projection(rows: np.ndarray, dim: int) -> np.ndarray | None:
-    """(C, dim) principal directions of ``rows`` (None when ``dim`` is 0 or not below C)."""
-    if dim <= 0 or dim >= rows.shape[1]:
-        return None
-    sample = rows[:: max(1, len(rows) // PCA_MAX_ROWS)]
-    centred = sample - sample.mean(axis=0)
-    _, _, directions = np.linalg.svd(centred, full_matrices=False)
-    return np.ascontiguousarray(directions[:dim].T.astype(np.float32))
 
 
 def build_memory(
     shots: Sequence[np.ndarray],
     max_tokens: int = DEFAULT_MAX_TOKENS,
     seed: int = 0,
-    projection_dim: int = DEFAULT_PROJECTION_DIM,
 ) -> Memory:
-    """The memory of good parts' (N, C) patch features: projected, at most ``max_tokens`` rows."""
+    """The memory of good parts' (N, C) patch features, at most ``max_tokens`` rows."""
     if not shots:
         raise ValueError("build_memory needs the patch features of at least one good part")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     features = np.concatenate([np.asarray(s, np.float32) for s in shots], axis=0)
-    projection = fit_projection(features, projection_dim)
-    if projection is not None:
-        features = features @ projection
     shot = np.concatenate([np.full(len(s), i) for i, s in enumerate(shots)])
     cell = np.concatenate([np.arange(len(s)) for s in shots])
     if len(features) > max_tokens:
         keep = greedy_k_centre(features, max_tokens, seed)
         features, shot, cell = features[keep], shot[keep], cell[keep]
-    return Memory(np.ascontiguousarray(features), shot, cell, projection)
+    return Memory(np.ascontiguousarray(features), shot, cell)
 
 
 def greedy_k_centre(rows: np.ndarray, size: int, seed: int = 0) -> np.ndarray:

@@ -33,7 +33,6 @@ DEFAULT_FUSION = "fused"
 MEMORY_FUSIONS = ("fused", "memory")  # fusions that score with the few-shot memory
 CALIBRATION_RULES = ("enrollment", "quantile", "f1", "tail", "rollback", "manual")
 MEMORY_FILE = "memory.npy"
-PROJECTION_FILE = "projection.npy"  # (C, D) float32: the model's features → the memory's D dimensions
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 _ . -, starting with a letter or a digit"
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -133,7 +132,6 @@ class Product:
     calibrations: tuple[CalibrationRecord, ...] = ()
     version: int = 0
     memory: np.ndarray | None = field(default=None, compare=False, repr=False)
-    memory_projection: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -149,7 +147,7 @@ class Product:
                 f"product {self.name}: fusion {self.fusion!r} needs the memory's normalisation (memory_norm)",
                 fix='use fusion "inp", or enroll the product with a model that outputs patch_features',
             )
-        _check_memory(self.name, self.memory, self.memory_projection)
+        _check_memory(self.name, self.memory)
         try:
             enrollment = plain(dict(self.enrollment), "enrollment")
         except FieldError as exc:
@@ -169,14 +167,7 @@ class Product:
         """Plain values for ``yaml.safe_dump`` (the registry passes when and why it saved)."""
         memory = None
         if self.memory is not None:
-            memory = {
-                "file": MEMORY_FILE,
-                "shape": list(self.memory.shape),
-                "dtype": "float32",
-                "projection": None,
-            }
-            if self.memory_projection is not None:
-                memory["projection"] = {"file": PROJECTION_FILE, "shape": list(self.memory_projection.shape)}
+            memory = {"file": MEMORY_FILE, "shape": list(self.memory.shape), "dtype": "float32"}
         document = {
             "schema": PRODUCT_SCHEMA,
             "name": self.name,
@@ -214,27 +205,26 @@ class Product:
             raise ProductError(f"{path}: {exc.message}", fix=exc.fix) from None
 
 
+def check_model(product: Product, model_sha256: str, model_id: str | None = None) -> None:
+    """Refuse ``product`` for a model other than the one it was enrolled with (sha256 compared)."""
+    if model_sha256 == product.model_sha256:
+        return
+    in_use = f"model {model_id}" if model_id else "another model"
+    raise ProductError(
+        f"product {product.label()} was enrolled with model {product.model_id} "
+        f"(sha256 {product.model_sha256[:12]}), but the station runs {in_use} (sha256 {model_sha256[:12]})",
+        fix=f"re-enroll it for this model: inp-edge enroll --product {product.name} --model MODEL ..., "
+        "or run the model it was enrolled with",
+    )
+
+
 def stored_memory_shape(data: Mapping[str, Any]) -> tuple[int, int] | None:
     """The memory shape a ``product.yaml`` (already read by ``from_yaml_dict``) declares, or None."""
     memory = data.get("memory")
     return None if memory is None else (memory["shape"][0], memory["shape"][1])
 
 
-def stored_projection_shape(data: Mapping[str, Any]) -> tuple[int, int] | None:
-    """The memory projection's shape a ``product.yaml`` declares, or None."""
-    projection = (data.get("memory") or {}).get("projection")
-    return None if projection is None else (projection["shape"][0], projection["shape"][1])
-
-
-def _check_memory(name: str, memory: np.ndarray | None, projection: np.ndarray | None) -> None:
-    if projection is not None:
-        fits = isinstance(projection, np.ndarray) and projection.ndim == 2 and projection.dtype == np.float32
-        if not (fits and memory is not None and projection.shape[1] == memory.shape[1]):
-            raise ProductError(
-                f"product {name}: memory_projection must be a float32 (channels, D) array for a memory of "
-                "D columns",
-                fix="pass the projection the memory was built with (edge/products/memory.py Memory.projection)",
-            )
+def _check_memory(name: str, memory: np.ndarray | None) -> None:
     if memory is None:
         return
     array = isinstance(memory, np.ndarray)

@@ -12,7 +12,6 @@ from edge.products.product import (
     FUSIONS,
     MEMORY_FILE,
     PRODUCT_SCHEMA,
-    PROJECTION_FILE,
     CalibrationRecord,
     MapNorm,
     Product,
@@ -97,9 +96,4 @@ def _read_memory_entry(fields: Fields | None) -> None:
         fields.choice("file", (MEMORY_FILE,))
         fields.choice("dtype", ("float32",))
         fields.dims("shape", 2)
-        projection = fields.nullable_mapping("projection")
-        if projection is not None:
-            projection.choice("file", (PROJECTION_FILE,))
-            projection.dims("shape", 2)
-            projection.done()
         fields.done()

@@ -37,6 +37,7 @@ from edge.products.product import (
     CalibrationRecord,
     Product,
     ProductError,
+    check_model,
     check_name,
     utc_now_iso,
 )
@@ -127,8 +128,8 @@ class ProductRegistry:
             )
         folder = self.folder(name) / version_folder_name(number)
         product, data = read_version(folder, name, number)
-        if model_sha256 is not None and model_sha256 != product.model_sha256:
-            raise _model_mismatch(product, model_sha256, model_id)
+        if model_sha256 is not None:
+            check_model(product, model_sha256, model_id)
         return with_memory(product, folder, data) if memory else product
 
     def save(self, product: Product, note: str = "") -> Product:
@@ -235,16 +236,6 @@ def _rollback_record(old: Product, target: int) -> CalibrationRecord:
         expected_false_reject=last.expected_false_reject if last else None,
         expected_escape=last.expected_escape if last else None,
         note=f"rolled back to v{target}",
-    )
-
-
-def _model_mismatch(product: Product, model_sha256: str, model_id: str | None) -> ProductError:
-    in_use = f"model {model_id}" if model_id else "another model"
-    return ProductError(
-        f"product {product.label()} was enrolled with model {product.model_id} "
-        f"(sha256 {product.model_sha256[:12]}), but the station runs {in_use} (sha256 {model_sha256[:12]})",
-        fix=f"re-enroll it for this model: inp-edge enroll --product {product.name} --model MODEL ..., "
-        "or run the model it was enrolled with",
     )
 
 

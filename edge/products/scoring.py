@@ -16,6 +16,7 @@ score at 1 for each source, so neither dominates the mean by its units.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -170,13 +171,12 @@ class ProductScorer:
                     fix=f"re-enroll it: inp-edge enroll --product {product.name} ...",
                 )
             self._distances = _exact(product.memory) if exact else MemoryDistances(product.memory)
-            self._projection = product.memory_projection
 
     def memory_map(self, features: np.ndarray) -> np.ndarray:
         """The (H, W) raw nearest-neighbour distance map of one part's (N, C) patch features."""
         memory = self.product.memory
         assert memory is not None and self._distances is not None
-        channels = memory.shape[1] if self._projection is None else self._projection.shape[0]
+        channels = memory.shape[1]
         if features.ndim != 2 or features.shape[1] != channels:
             raise ProductError(
                 f"product {self.product.label()}: the model gives patch features of shape {features.shape}, "
@@ -185,8 +185,6 @@ class ProductScorer:
             )
         if self._mapper is None:
             self._mapper = TokenMapper(MapShape.of(self._info, features.shape[0]))
-        if self._projection is not None:
-            features = features @ self._projection
         return self._mapper(self._distances(features))
 
     def score(self, inference: Inference) -> Scored:
@@ -212,6 +210,6 @@ class ProductScorer:
         return Scored(product_map, score, (time.perf_counter_ns() - started_ns) / 1e6)
 
 
-def _exact(memory: np.ndarray):  # noqa: ANN202
+def _exact(memory: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     matrix = distance_matrix(memory)
     return lambda queries: nearest_distances(queries, memory, matrix)

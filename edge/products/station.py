@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.control import RequestError
+from edge.control_args import check_keys, number_arg, text_arg, whole_arg
 from edge.decision import ERROR, Thresholds, Verdict
 from edge.model.contract_check import ModelInfo
 from edge.model.detector import Inference
 from edge.products.active import ActiveProduct, Snapshot
-from edge.products.args import check_keys, number_arg, text_arg, whole_arg
 from edge.products.calibration import LABELS
 from edge.products.enrollment_control import EnrollmentControl
 from edge.products.live_calibration import APPLY_RULES, LiveCalibration, calibrated, manual_result

@@ -22,11 +22,9 @@ import yaml
 from edge.atomic import fsync_folder
 from edge.products.product import (
     MEMORY_FILE,
-    PROJECTION_FILE,
     Product,
     ProductError,
     stored_memory_shape,
-    stored_projection_shape,
     utc_now_iso,
 )
 
@@ -59,11 +57,6 @@ def write_version(folder: Path, product: Product, *, saved_at: str = "", note: s
         if product.memory is not None:
             memory = product.memory
             _write_synced(temp / MEMORY_FILE, lambda handle: np.save(handle, memory, allow_pickle=False))
-        if product.memory_projection is not None:
-            projection = product.memory_projection
-            _write_synced(
-                temp / PROJECTION_FILE, lambda handle: np.save(handle, projection, allow_pickle=False)
-            )
         fsync_folder(temp)
         os.rename(temp, final)
     except BaseException:
@@ -89,19 +82,11 @@ def read_version(folder: Path, name: str, version: int) -> tuple[Product, dict[s
 
 
 def with_memory(product: Product, folder: Path, data: dict[str, Any]) -> Product:
-    """``product`` with the memory (and its projection) its product.yaml (``data``) declares."""
+    """``product`` with the memory its product.yaml (``data``) declares, read from ``folder``."""
     shape = stored_memory_shape(data)
     if shape is None:
         return product
-    memory = _load_array(product, folder, MEMORY_FILE, shape)
-    projection_shape = stored_projection_shape(data)
-    projection = None
-    if projection_shape is not None:
-        projection = _load_array(product, folder, PROJECTION_FILE, projection_shape)
-    return replace(product, memory=memory, memory_projection=projection)
-
-
-def _load_array(product: Product, folder: Path, file: str, shape: tuple[int, int]) -> np.ndarray:
+    file = MEMORY_FILE
     try:
         array = np.load(folder / file, allow_pickle=False)
     except FileNotFoundError:
@@ -111,7 +96,7 @@ def _load_array(product: Product, folder: Path, file: str, shape: tuple[int, int
     if array.shape != shape or array.dtype != np.float32:
         found = f"{array.dtype} {array.shape}"
         raise damaged(product.name, folder, f"{file} holds {found}, {PRODUCT_FILE} says float32 {shape}")
-    return array
+    return replace(product, memory=array)
 
 
 def remove_leftovers(folder: Path) -> None:

@@ -9,13 +9,13 @@ socket and printed marked "recovered". zmq is imported inside the functions that
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edge.cli import Command
+from edge.cli import Command, say
 from edge.errors import PublishError
 from edge.publish.listen_session import ListenOptions, ListenSession, listen
 from edge.publish.messages import HEARTBEAT, KINDS, VERDICT, Message, check_station, parse_message
@@ -180,18 +180,16 @@ def _run(args: argparse.Namespace) -> int:
         curve_server_key_file=args.curve_server_key,
         curve_client_key_file=args.curve_client_key,
     )
-    session = ListenSession(options, emit=_print, warn=_warn)
+    session = ListenSession(options, emit=_print, warn=partial(say, "listen"))
     with listener:
-        _warn(f"listening to {args.endpoint}" + (f" (station {args.station})" if args.station else ""))
+        say(
+            "listen", f"listening to {args.endpoint}" + (f" (station {args.station})" if args.station else "")
+        )
         return listen(listener, session, timeout_s=args.timeout_s)
 
 
 def _print(line: str) -> None:
     print(line, flush=True)
-
-
-def _warn(line: str) -> None:
-    print(f"inp-edge listen: {line}", file=sys.stderr, flush=True)
 
 
 COMMAND = Command(

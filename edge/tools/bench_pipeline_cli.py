@@ -82,6 +82,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from edge.bench import host_info, write_json_atomic
     from edge.model.session import SessionSettings, open_session
+    from edge.products.product import check_model
     from edge.tools.bench_pipeline import BenchPipelineSettings, bench_pipeline, soak
 
     settings = SessionSettings(
@@ -93,8 +94,8 @@ def _run(args: argparse.Namespace) -> int:
 
         product = ProductRegistry(args.state_dir).load(args.product)  # cheap checks before the model opens
     loaded = open_session(args.model, settings)
-    if product is not None and product.model_sha256 != loaded.info.sha256:
-        ProductRegistry(args.state_dir).load(args.product, model_sha256=loaded.info.sha256)  # its error
+    if product is not None:
+        check_model(product, loaded.info.sha256, loaded.info.model_id)
     bench = BenchPipelineSettings(
         args.parts, args.repeats, args.frame_px, args.window, not args.no_overlays, frames=args.frames
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.cli import say
 from edge.errors import ConfigError, InpEdgeError
 
 if TYPE_CHECKING:
@@ -100,12 +101,14 @@ def run_live(args: argparse.Namespace) -> int:
         payload["max_memory_tokens"] = args.max_memory_tokens
     payload["activate"] = bool(args.activate)
     call(target, payload)
-    _say(f"collecting {args.shots} good part(s) at {target.endpoint}: run good parts past the camera")
+    say(
+        "enroll", f"collecting {args.shots} good part(s) at {target.endpoint}: run good parts past the camera"
+    )
     try:
         status = follow(target, args.shots)
     except KeyboardInterrupt:
         call(target, {"cmd": "enroll_stop", "cancel": True}, timeout_s=STOP_TIMEOUT_S)
-        _say("cancelled on the service: nothing saved")
+        say("enroll", "cancelled on the service: nothing saved")
         raise
     return report(target, status)
 
@@ -175,7 +178,3 @@ def activate(args: argparse.Namespace, product: Product) -> None:
     frame = reply.get("effective_from_frame")
     when = f"from frame {frame}" if frame is not None else "from the next frame (none came yet)"
     print(f"active on the service: {product.label()}, {when}")
-
-
-def _say(line: str) -> None:
-    print(f"inp-edge enroll: {line}", file=sys.stderr, flush=True)

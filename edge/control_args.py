@@ -1,4 +1,4 @@
-"""Arguments of the product control commands: each read, checked and refused with a fix (pure).
+"""Arguments of control requests: each read, checked and refused with a fix (pure).
 
 A request is the JSON object a client sent (``{"cmd": "product", "name": "cookie"}``). Every reader
 raises ``RequestError`` naming the command, the argument and what it must be, so the reply tells
@@ -12,9 +12,13 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from edge.control import RequestError
+from edge.errors import InpEdgeError
 
 MISSING = object()
+
+
+class RequestError(InpEdgeError):
+    """A request's argument is missing or wrong (the reply says which and how to fix it)."""
 
 
 def command(request: Mapping[str, Any]) -> str:
