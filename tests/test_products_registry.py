@@ -172,6 +172,33 @@ def test_bad_product_yaml_names_the_key_and_the_file(tmp_path: Path, edit, named
     assert "inp-edge products rollback cookie --to N" in error.value.fix
 
 
+def _edit_memory_entry(state: Path, **entry: object) -> Path:
+    path = product_yaml(state)
+    data = yaml.safe_load(path.read_text())
+    data["memory"].update(entry)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_product_written_before_the_projection_was_removed_still_loads(tmp_path: Path) -> None:
+    registry = ProductRegistry(tmp_path)
+    saved = registry.save(make_product(memory=memory_of()))
+    _edit_memory_entry(tmp_path, projection=None)  # what inp-edge wrote up to 179efee
+    loaded = registry.load("cookie")
+    assert loaded == saved
+    np.testing.assert_array_equal(loaded.memory, saved.memory)
+
+
+def test_a_projected_memory_is_refused_with_the_re_enroll_command(tmp_path: Path) -> None:
+    registry = ProductRegistry(tmp_path)
+    registry.save(make_product(memory=memory_of()))
+    path = _edit_memory_entry(tmp_path, projection={"file": "projection.npy", "shape": [8, 4]})
+    with pytest.raises(ProductError) as error:
+        registry.load("cookie")
+    assert str(error.value).startswith(f"{path}: memory.projection")
+    assert "inp-edge enroll --product cookie" in error.value.fix
+
+
 def test_newer_schema_is_refused_with_the_fix(tmp_path: Path) -> None:
     data = make_product().to_yaml_dict() | {"schema": PRODUCT_SCHEMA + 1, "colour_norm": {}}
     with pytest.raises(ProductError, match="schema 2 is newer than this inp-edge reads") as error:

@@ -44,7 +44,7 @@ def read_product(fields: Fields, path: str | Path) -> Product:
     )
     fields.text("saved_at")
     fields.text("note")
-    _read_memory_entry(fields.nullable_mapping("memory"))
+    _read_memory_entry(fields.nullable_mapping("memory"), product.name)
     fields.done()
     return product
 
@@ -91,9 +91,18 @@ def _read_record(fields: Fields) -> CalibrationRecord:
     return record
 
 
-def _read_memory_entry(fields: Fields | None) -> None:
-    if fields is not None:
-        fields.choice("file", (MEMORY_FILE,))
-        fields.choice("dtype", ("float32",))
-        fields.dims("shape", 2)
-        fields.done()
+def _read_memory_entry(fields: Fields | None, name: str) -> None:
+    if fields is None:
+        return
+    fields.choice("file", (MEMORY_FILE,))
+    fields.choice("dtype", ("float32",))
+    fields.dims("shape", 2)
+    # inp-edge before 179efee wrote ``projection: null`` here (its off-by-default feature projection,
+    # since removed): such a product loads as it was; a projected memory cannot be scored any more
+    if fields.raw("projection", None) is not None:
+        raise ProductError(
+            "memory.projection: this product's memory was enrolled with a feature projection, "
+            "which this inp-edge no longer scores",
+            fix=f"re-enroll it: inp-edge enroll --product {name} --shots K ...",
+        )
+    fields.done()
