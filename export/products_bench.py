@@ -32,6 +32,7 @@ from edge.products.product import FUSIONS, Product
 from edge.products.scoring import ProductScorer
 from export.data import MvtecDataset
 from export.evaluate import masks_at_map_size
+from export.map_sweep import sweep_map_forms
 from export.metrics import image_metrics, pixel_metrics
 from export.onnx_eval import artifact_transform, to_uint8_nhwc
 
@@ -93,18 +94,19 @@ def enroll_shots(
 
 def evaluate_fusions(
     name: str, train: Outputs, indices: Sequence[int], loaded: LoadedModel, test: Outputs, max_tokens: int
-) -> tuple[dict[str, dict], float]:
+) -> tuple[dict[str, dict], Enrolled]:
     """Each fusion enrolled from the same parts and scored on a test split (each with its own
-    enrollment threshold); also the enrollment time of the fused product, in seconds."""
-    results, fused_s = {}, 0.0
+    enrollment threshold); also the fused enrollment (its product and build time)."""
+    results, fused = {}, None
     others = [i for i in range(len(train.labels)) if i not in set(indices)]
     for fusion in FUSIONS:
         settings = EnrollSettings(fusion=fusion, max_memory_tokens=max_tokens)
         enrolled = enroll_shots(name, train, indices, loaded, settings)
         results[fusion] = evaluate_product(enrolled.product, loaded, test, train, others)
         results[fusion]["flagged"] = [flag.label for flag in enrolled.flagged]
-        fused_s = enrolled.build_s if fusion == "fused" else fused_s
-    return results, fused_s
+        fused = enrolled if fusion == "fused" else fused
+    assert fused is not None  # FUSIONS has "fused"
+    return results, fused
 
 
 def evaluate_product(
@@ -177,8 +179,10 @@ def run_study(
     max_tokens: int,
     *,
     quiet: bool = False,
+    map_sweep: bool = False,
 ) -> dict:
-    """Every enrollment and its scores; the JSON body of products.json."""
+    """Every enrollment and its scores; the JSON body of products.json. ``map_sweep``: each fused
+    enrollment's test split also scored with every map form of export/map_sweep.py."""
     rows, model_ms, scoring_ms = [], [], []
     for folder, kind in [*((f, "unseen") for f in unseen), *((f, "trained") for f in trained)]:
         train, test = _category_outputs(loaded, folder, quiet)
@@ -189,10 +193,14 @@ def run_study(
             plans = [(k, seed, pick) for k in shots if k <= len(train.labels)
                      for seed, pick in enumerate(_shot_choices(len(train.labels), k, seeds))]  # fmt: skip
         for k, seed, pick in plans:
-            results, enroll_s = evaluate_fusions(folder.name, train, pick, loaded, test, max_tokens)
+            results, fused = evaluate_fusions(folder.name, train, pick, loaded, test, max_tokens)
             scoring_ms.append(results["fused"]["scoring_ms_p50"])
             rows.append({"category": folder.name, "kind": kind, "k": k, "seed": seed,
-                         "shots": [train.names[i] for i in pick], "enroll_s": enroll_s, "fusions": results})  # fmt: skip
+                         "shots": [train.names[i] for i in pick], "enroll_s": fused.build_s, "fusions": results})  # fmt: skip
+            if map_sweep:
+                rows[-1]["map_sweep"] = sweep_map_forms(
+                    fused.product, loaded, test.maps, test.features, test.masks
+                )
     return {"rows": rows, "summary": summarise(rows), "latency": _latency(model_ms, scoring_ms)}
 
 

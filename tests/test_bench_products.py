@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from export.cli import main
+from export.map_sweep import MAP_FORMS
 from tests.products_cli_support import good_part, model_file, scratched_part, write_images
 
 
@@ -62,3 +63,21 @@ def test_bench_products_enrolls_every_k_and_seed_and_scores_each_fusion(
 def test_bench_products_refuses_a_folder_that_is_not_a_category(tmp_path: Path) -> None:
     model = model_file(tmp_path / "models")
     assert main(["bench-products", "--model", str(model), "--unseen", str(tmp_path), "--quiet"]) == 2
+
+
+def test_map_sweep_scores_every_form_and_agrees_with_the_device_fusions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    category, model = _category(tmp_path / "data"), model_file(tmp_path / "models")
+    argv = ["bench-products", "--model", str(model), "--trained", str(category), "--map-sweep"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    (row,) = json.loads((tmp_path / "out" / "products.json").read_text())["rows"]
+    sweep, fusions = row["map_sweep"], row["fusions"]
+    assert set(sweep) == set(MAP_FORMS)
+    # the sweep's "memory" and "gate 0.2" forms are what the device's memory and fused products give
+    assert sweep["memory"]["pixel_auroc"] == pytest.approx(fusions["memory"]["pixel_auroc"], abs=1e-12)
+    assert sweep["gate 0.2"]["pixel_auroc"] == pytest.approx(fusions["fused"]["pixel_auroc"], abs=1e-12)
+    assert sweep["gate 0.2"]["aupro"] == pytest.approx(fusions["fused"]["aupro"], abs=1e-12)
+    assert len({result["aupro"] for result in sweep.values()}) > 1  # the forms give different maps
+    out = capsys.readouterr().out
+    assert "pixel AUROC / AUPRO of each map form" in out and "| biscuit (trained) | 6 |" in out

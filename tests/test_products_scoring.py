@@ -16,7 +16,16 @@ from edge.products.distance_graph import MemoryDistances
 from edge.products.enroll import EnrollSettings, Shot, enroll_product, find_outliers, held_out_distances
 from edge.products.memory import build_memory, greedy_k_centre, nearest_distances
 from edge.products.product import ProductError
-from edge.products.scoring import MapShape, ProductScorer, TokenMapper, blend, top_mean
+from edge.products.scoring import (
+    MAP_INP_GAIN,
+    MapShape,
+    ProductScorer,
+    TokenMapper,
+    blend,
+    gate,
+    product_map_of,
+    top_mean,
+)
 from export.model.postprocess import MapSettings, smooth_maps
 from tests.tiny_models import CPU_ONLY, save_model
 
@@ -125,6 +134,38 @@ def test_the_int8_distance_graph_agrees_with_float32_numpy() -> None:
 def test_blend_weighs_the_memory_map(weight: float, expected: float) -> None:
     inp, memory = np.ones((2, 2), np.float32), np.full((2, 2), 3.0, np.float32)
     np.testing.assert_allclose(blend(inp, memory, weight), expected, rtol=1e-6)
+
+
+def test_a_part_wide_shift_of_the_model_map_leaves_the_fused_map_to_the_memory() -> None:
+    memory = np.random.default_rng(0).normal(size=(16, 16)).astype(np.float32)
+    for level in (-2.0, 0.0, 5.0):
+        np.testing.assert_array_equal(gate(np.full((16, 16), level, np.float32), memory), memory)
+
+
+@pytest.mark.parametrize(
+    ("inp_at_pixel", "memory_at_pixel", "expected"),
+    [
+        (3.0, 2.0, 2.0 + MAP_INP_GAIN * 2.0 * 2.0),  # both see it: raised (inp 2 above its level 1)
+        (3.0, -0.5, -0.5),  # the memory finds the pixel ordinary: unchanged
+        (0.0, 2.0, 2.0),  # the model's map below its level: unchanged
+        (1.0, 4.0, 4.0),  # at its level: unchanged
+    ],
+)
+def test_the_fused_map_raises_the_memory_where_the_model_map_stands_above_its_level(
+    inp_at_pixel: float, memory_at_pixel: float, expected: float
+) -> None:
+    inp, memory = np.ones((16, 16), np.float32), np.full((16, 16), 0.5, np.float32)
+    inp[5, 7], memory[5, 7] = inp_at_pixel, memory_at_pixel
+    fused = gate(inp, memory)
+    assert fused[5, 7] == pytest.approx(expected)
+    assert np.array_equal(np.delete(fused.ravel(), 5 * 16 + 7), np.delete(memory.ravel(), 5 * 16 + 7))
+
+
+def test_each_fusion_takes_its_map() -> None:
+    inp, memory = np.full((8, 8), 2.0, np.float32), np.full((8, 8), 3.0, np.float32)
+    inp[2, 2] = 6.0
+    assert product_map_of("inp", inp, memory) is inp and product_map_of("memory", inp, memory) is memory
+    assert product_map_of("fused", inp, memory)[2, 2] == pytest.approx(3.0 + MAP_INP_GAIN * 4.0 * 3.0)
 
 
 def test_a_defective_part_among_the_shots_is_flagged_and_left_out(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@
   (``token_map``: align-corners bilinear upsampling to the input size, half-pixel resize to the
   map size when it differs, 5×5 Gaussian with zero padding, back to the input size), so the two maps
   line up pixel for pixel; then normalised by the product.
-- ``fused`` map: the mean of the two normalised maps.
+- ``fused`` map: the memory map, raised where the model's map stands above its own level on this
+  part (``gate``): where both maps see something, the fused map sees more than either.
 
-The product score is the mean of the top ``top_ratio`` of the product's map, as the model's own
-``pred_score`` is of its map. Normalising puts a typical good pixel at 0 and a typical good part's
+The product score is the mean of the top ``top_ratio`` of the equal blend of the two normalised maps,
+as the model's own ``pred_score`` is of its map. Normalising puts a typical good pixel at 0 and a typical good part's
 score at 1 for each source, so neither dominates the mean by its units.
 """
 
@@ -30,6 +31,10 @@ from edge.products.product import Product, ProductError
 
 GAUSSIAN_KSIZE = 5  # the graph's smoothing kernel (INP_FORMER.md §8: 5×5, σ from the metadata)
 SCORING_BLAS_THREADS = 1
+# The distance graph's threads: the inspect thread runs the model and then the scoring, one after the
+# other, so the model's cores are free while it scores; on cookie's real features the 2048-row memory
+# took 1.6 ms on two threads against 2.8 ms on one (docs/products.md).
+DISTANCE_THREADS = 2
 
 
 def limit_blas_threads(threads: int = SCORING_BLAS_THREADS) -> None:
@@ -124,12 +129,15 @@ def top_mean(values: np.ndarray, ratio: float) -> float:
     return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())
 
 
-# The memory's weight in a product's score and in its map, per fusion: (score weight, map weight).
-# "fused" weighs the two maps equally for the part's score (what decides pass / fail: the mean
-# measured best for image AUROC) and leans on the memory for the map the defect regions come from (0.8
-# measured best for pixel AUROC); docs/benchmarks.md, "Products", has the sweep.
-SCORE_MEMORY_WEIGHT, MAP_MEMORY_WEIGHT = 0.5, 0.8
-FUSION_WEIGHTS = {"inp": (0.0, 0.0), "memory": (1.0, 1.0), "fused": (SCORE_MEMORY_WEIGHT, MAP_MEMORY_WEIGHT)}
+# The memory's weight in a product's score, per fusion. "fused" weighs the two maps equally for the
+# part's score (what decides pass / fail): the equal blend measured best for image AUROC.
+SCORE_MEMORY_WEIGHT = 0.5
+SCORE_WEIGHTS = {"inp": 0.0, "memory": 1.0, "fused": SCORE_MEMORY_WEIGHT}
+# The fused map (where the defect regions come from): the memory map, raised by this much per unit of
+# the model map's excess over its own median on the part (``gate``). Measured best of the weighted means,
+# max, products, normalisations and gains tried (docs/benchmarks.md, "Products").
+MAP_INP_GAIN = 0.2
+LEVEL_STEP_PX = 4  # the model map's level on the part: the median of every 4th pixel (a smooth map)
 
 
 def blend(inp: np.ndarray, memory: np.ndarray, memory_weight: float) -> np.ndarray:
@@ -139,6 +147,29 @@ def blend(inp: np.ndarray, memory: np.ndarray, memory_weight: float) -> np.ndarr
     if memory_weight == 1.0:
         return memory
     return inp * np.float32(1.0 - memory_weight) + memory * np.float32(memory_weight)
+
+
+def gate(inp: np.ndarray, memory: np.ndarray, gain: float = MAP_INP_GAIN) -> np.ndarray:
+    """``memory + gain · max(inp − level, 0) · max(memory, 0)`` of two normalised (H, W) maps.
+
+    ``level`` is the model map's median on this part, so a part-wide shift of the model's map (lighting,
+    or a defect that shifts the whole part) adds nothing; only where the model's map rises above its own
+    level *and* the memory sees the pixel as unusual does the product map rise above the memory's.
+    """
+    level = np.float32(np.median(inp[::LEVEL_STEP_PX, ::LEVEL_STEP_PX]))
+    excess = np.maximum(inp - level, np.float32(0.0))
+    excess *= np.maximum(memory, np.float32(0.0))
+    excess *= np.float32(gain)
+    return memory + excess
+
+
+def product_map_of(fusion: str, inp: np.ndarray, memory: np.ndarray) -> np.ndarray:
+    """The map a fusion gives (the defect regions and the overlay come from it)."""
+    if fusion == "inp":
+        return inp
+    if fusion == "memory":
+        return memory
+    return gate(inp, memory)
 
 
 @dataclass(frozen=True)
@@ -159,7 +190,7 @@ class ProductScorer:
         limit_blas_threads()
         self.product = product
         self.needs_features = product.fusion != "inp"
-        self._score_weight, self._map_weight = FUSION_WEIGHTS[product.fusion]
+        self._score_weight = SCORE_WEIGHTS[product.fusion]
         self._top_ratio = info.meta.preprocess.top_ratio
         self._info = info
         self._mapper: TokenMapper | None = None
@@ -170,7 +201,9 @@ class ProductScorer:
                     f"product {product.label()}: fusion {product.fusion!r} needs a few-shot memory and it has none",
                     fix=f"re-enroll it: inp-edge enroll --product {product.name} ...",
                 )
-            self._distances = _exact(product.memory) if exact else MemoryDistances(product.memory)
+            self._distances = (
+                _exact(product.memory) if exact else MemoryDistances(product.memory, DISTANCE_THREADS)
+            )
 
     def memory_map(self, features: np.ndarray) -> np.ndarray:
         """The (H, W) raw nearest-neighbour distance map of one part's (N, C) patch features."""
@@ -193,21 +226,29 @@ class ProductScorer:
     def score_maps(self, anomaly_map: np.ndarray, patch_features: np.ndarray | None) -> Scored:
         """The product's map and score from the model's (H, W) map and (N, C) patch features."""
         started_ns = time.perf_counter_ns()
+        inp, memory = self.normalised_maps(anomaly_map, patch_features)
+        if memory is None:
+            score = top_mean(inp, self._top_ratio)
+            return Scored(inp, score, (time.perf_counter_ns() - started_ns) / 1e6)
+        score = top_mean(blend(inp, memory, self._score_weight), self._top_ratio)
+        product_map = product_map_of(self.product.fusion, inp, memory)
+        return Scored(product_map, score, (time.perf_counter_ns() - started_ns) / 1e6)
+
+    def normalised_maps(
+        self, anomaly_map: np.ndarray, patch_features: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The INP map and the memory map (None for fusion "inp") in the product's units."""
         p = self.product
         inp = p.inp_norm.apply(anomaly_map)
         if not self.needs_features:
-            score = top_mean(inp, self._top_ratio)
-            return Scored(inp, score, (time.perf_counter_ns() - started_ns) / 1e6)
+            return inp, None
         if patch_features is None:
             raise ProductError(
                 f"product {p.label()} scores with its memory but the inference has no patch features",
                 fix="use a model exported with the patch_features output (inp-export export)",
             )
         assert p.memory_norm is not None
-        memory = p.memory_norm.apply(self.memory_map(patch_features))
-        score = top_mean(blend(inp, memory, self._score_weight), self._top_ratio)
-        product_map = blend(inp, memory, self._map_weight)
-        return Scored(product_map, score, (time.perf_counter_ns() - started_ns) / 1e6)
+        return inp, p.memory_norm.apply(self.memory_map(patch_features))
 
 
 def _exact(memory: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -28,7 +28,9 @@ Example (docs/benchmarks.md, "Products"):
   inp-export bench-products --model runs/mc/model-int8.onnx \\
       --unseen ../shared/datasets/lookout_cookies/cookie \\
       --trained ../shared/datasets/mvtec_ad/bottle --trained ../shared/datasets/glass_ad/glass \\
-      --shots 1 2 4 8 --seeds 5 --results docs/results/products.json"""
+      --shots 1 2 4 8 --seeds 5 --results docs/results/products.json
+How the fused map's form was chosen (same, with --map-sweep --shots 4 --results
+docs/results/products-map-sweep.json)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=count_arg(1), default=5, help="choices of the K images per K")
     parser.add_argument(
         "--memory-tokens", type=count_arg(1), default=None, help="memory bound (default: the device's)"
+    )
+    parser.add_argument(
+        "--map-sweep",
+        action="store_true",
+        help="also score each fused enrollment's test split with every candidate form of the fused map "
+        "(weighted means, max, gates: export/map_sweep.py) and print their pixel AUROC and AUPRO",
     )
     parser.add_argument("--threads", type=count_arg(0), default=0, help="onnxruntime threads (0: all)")
     parser.add_argument("--out", type=Path, default=Path("runs/products"), help="products.json goes here")
@@ -61,13 +69,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.unseen and not args.trained:
         raise DataError("nothing to measure", fix="give --unseen CATEGORY_DIR and/or --trained CATEGORY_DIR")
     from edge.products.memory import DEFAULT_MAX_TOKENS
+    from export.map_sweep import sweep_table
     from export.onnx_eval import open_artifact
     from export.products_bench import check_patch_features, run_study, table
 
     loaded = open_artifact(args.model, args.threads)  # refuses a contract-breaking file first
     check_patch_features(loaded)
     tokens = args.memory_tokens or DEFAULT_MAX_TOKENS
-    body = run_study(loaded, args.unseen, args.trained, args.shots, args.seeds, tokens, quiet=args.quiet)
+    body = run_study(
+        loaded,
+        args.unseen,
+        args.trained,
+        args.shots,
+        args.seeds,
+        tokens,
+        quiet=args.quiet,
+        map_sweep=args.map_sweep,
+    )
     document: dict[str, Any] = {
         "command": command_line(),
         "created": utc_now(),
@@ -80,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         **body,
     }
     print(table(document))
+    if args.map_sweep:
+        print("\n" + sweep_table(body["rows"]))
     print(f"written: {write_json(args.out / 'products.json', document)}")
     write_results(args.results, document)
     return 0
