@@ -28,6 +28,8 @@ from tests.service_harness import collect_verdicts, running_service
 def test_enrollment_through_the_control_socket_builds_saves_and_activates_a_product(tmp_path: Path) -> None:
     config = product_station(tmp_path, rate_pps=30.0)
     with Listener(f"ipc://{tmp_path}/pub", kinds=(VERDICT,)) as listener, running_service(config):
+        # the subscription is live before the enrollment starts (the switch can come within 0.3 s)
+        ready = verdicts_until(listener, lambda header: header["verdict"] != "error")
         started = ask(
             tmp_path, "enroll_start", product="washer2", shots=3, max_memory_tokens=200, activate=True
         )
@@ -50,7 +52,7 @@ def test_enrollment_through_the_control_socket_builds_saves_and_activates_a_prod
     assert header["threshold"] == pytest.approx(saved.thresholds.image, rel=1e-5)
     assert header["threshold_source"].startswith("product washer2 v1:")
     assert header["latency_ms"]["product_ms"] > 0
-    before = [h for h in after[:-1] if h["verdict"] != "error"]  # an overrun carries no thresholds
+    before = [h for h in [*ready, *after[:-1]] if h["verdict"] != "error"]  # an overrun carries no thresholds
     assert before and all(h["product"] == "default" and h["product_version"] is None for h in before)
     assert all(h["threshold"] == 0.75 and "product_ms" not in h["latency_ms"] for h in before)
 
