@@ -104,7 +104,8 @@ def evaluate_fusions(
         enrolled = enroll_shots(name, train, indices, loaded, settings)
         results[fusion] = evaluate_product(enrolled.product, loaded, test, train, others)
         results[fusion]["flagged"] = [flag.label for flag in enrolled.flagged]
-        fused = enrolled if fusion == "fused" else fused
+        if fusion == "fused":
+            fused = enrolled
     assert fused is not None  # FUSIONS has "fused"
     return results, fused
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def memory_of(tokens: int = 64, channels: int = 16, seed: int = 0) -> np.ndarray
 
 def product_yaml(state: Path, name: str = "cookie", version: int = 1) -> Path:
     return state / "products" / name / f"v{version:04d}" / "product.yaml"
+
+
+def _edit_product_yaml(state: Path, edit: Callable[[dict], object]) -> Path:
+    """Edit the saved cookie v1's product.yaml in place (as a hand or another tool might); its path."""
+    path = product_yaml(state)
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def test_product_without_memory_round_trips(tmp_path: Path) -> None:
@@ -162,28 +172,17 @@ def test_model_sha_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_bad_product_yaml_names_the_key_and_the_file(tmp_path: Path, edit, named: str) -> None:
     registry = ProductRegistry(tmp_path)
     registry.save(make_product())
-    path = product_yaml(tmp_path)
-    data = yaml.safe_load(path.read_text())
-    edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = _edit_product_yaml(tmp_path, edit)
     with pytest.raises(ProductError) as error:
         registry.load("cookie")
     assert str(error.value).startswith(f"{path}: {named}")
     assert "inp-edge products rollback cookie --to N" in error.value.fix
 
 
-def _edit_memory_entry(state: Path, **entry: object) -> Path:
-    path = product_yaml(state)
-    data = yaml.safe_load(path.read_text())
-    data["memory"].update(entry)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def test_a_product_written_before_the_projection_was_removed_still_loads(tmp_path: Path) -> None:
     registry = ProductRegistry(tmp_path)
     saved = registry.save(make_product(memory=memory_of()))
-    _edit_memory_entry(tmp_path, projection=None)  # what inp-edge wrote up to 179efee
+    _edit_product_yaml(tmp_path, lambda d: d["memory"].update(projection=None))  # inp-edge up to 179efee
     loaded = registry.load("cookie")
     assert loaded == saved
     np.testing.assert_array_equal(loaded.memory, saved.memory)
@@ -192,7 +191,8 @@ def test_a_product_written_before_the_projection_was_removed_still_loads(tmp_pat
 def test_a_projected_memory_is_refused_with_the_re_enroll_command(tmp_path: Path) -> None:
     registry = ProductRegistry(tmp_path)
     registry.save(make_product(memory=memory_of()))
-    path = _edit_memory_entry(tmp_path, projection={"file": "projection.npy", "shape": [8, 4]})
+    projected = {"file": "projection.npy", "shape": [8, 4]}
+    path = _edit_product_yaml(tmp_path, lambda d: d["memory"].update(projection=projected))
     with pytest.raises(ProductError) as error:
         registry.load("cookie")
     assert str(error.value).startswith(f"{path}: memory.projection")

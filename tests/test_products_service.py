@@ -28,7 +28,8 @@ from tests.service_harness import collect_verdicts, running_service
 def test_enrollment_through_the_control_socket_builds_saves_and_activates_a_product(tmp_path: Path) -> None:
     config = product_station(tmp_path, rate_pps=30.0)
     with Listener(f"ipc://{tmp_path}/pub", kinds=(VERDICT,)) as listener, running_service(config):
-        # the subscription is live before the enrollment starts (the switch can come within 0.3 s)
+        # the subscription is live before the enrollment starts: 3 parts at 30 parts/s can switch the
+        # product before a subscriber that joined late has seen a verdict of the default one
         ready = verdicts_until(listener, lambda header: header["verdict"] != "error")
         started = ask(
             tmp_path, "enroll_start", product="washer2", shots=3, max_memory_tokens=200, activate=True

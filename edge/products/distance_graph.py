@@ -68,7 +68,8 @@ def distance_model(memory: np.ndarray) -> bytes:
 
 
 class MemoryDistances:
-    """One product's memory as an onnxruntime session on the CPU, one thread, no spinning."""
+    """One product's memory as an onnxruntime session on the CPU, ``threads`` threads that do not spin
+    (scoring.DISTANCE_THREADS in the service)."""
 
     def __init__(self, memory: np.ndarray, threads: int = 1) -> None:
         import onnxruntime as ort

@@ -9,9 +9,9 @@
 - ``fused`` map: the memory map, raised where the model's map stands above its own level on this
   part (``gate``): where both maps see something, the fused map sees more than either.
 
-The product score is the mean of the top ``top_ratio`` of the equal blend of the two normalised maps,
-as the model's own ``pred_score`` is of its map. Normalising puts a typical good pixel at 0 and a typical good part's
-score at 1 for each source, so neither dominates the mean by its units.
+The product score is the mean of the top ``top_ratio`` of the equal blend of the two normalised
+maps, as the model's own ``pred_score`` is of its map. Normalising puts a typical good pixel at 0
+and a typical good part's score at 1 for each source, so neither dominates the mean by its units.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ GAUSSIAN_KSIZE = 5  # the graph's smoothing kernel (INP_FORMER.md §8: 5×5, σ 
 SCORING_BLAS_THREADS = 1
 # The distance graph's threads: the inspect thread runs the model and then the scoring, one after the
 # other, so the model's cores are free while it scores; on cookie's real features the 2048-row memory
-# took 1.6 ms on two threads against 2.8 ms on one (docs/products.md).
+# took 1.6 ms on two threads against 2.8 ms on one (docs/benchmarks.md, "Products").
 DISTANCE_THREADS = 2
 
 
@@ -134,8 +134,9 @@ def top_mean(values: np.ndarray, ratio: float) -> float:
 SCORE_MEMORY_WEIGHT = 0.5
 SCORE_WEIGHTS = {"inp": 0.0, "memory": 1.0, "fused": SCORE_MEMORY_WEIGHT}
 # The fused map (where the defect regions come from): the memory map, raised by this much per unit of
-# the model map's excess over its own median on the part (``gate``). Measured best of the weighted means,
-# max, products, normalisations and gains tried (docs/benchmarks.md, "Products").
+# the model map's excess over its own median on the part (``gate``): the largest gain tried whose map is
+# at or above the memory alone on every product (``inp-export bench-products --map-sweep``;
+# docs/benchmarks.md, "Products").
 MAP_INP_GAIN = 0.2
 LEVEL_STEP_PX = 4  # the model map's level on the part: the median of every 4th pixel (a smooth map)
 

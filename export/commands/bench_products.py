@@ -29,8 +29,8 @@ Example (docs/benchmarks.md, "Products"):
       --unseen ../shared/datasets/lookout_cookies/cookie \\
       --trained ../shared/datasets/mvtec_ad/bottle --trained ../shared/datasets/glass_ad/glass \\
       --shots 1 2 4 8 --seeds 5 --results docs/results/products.json
-How the fused map's form was chosen (same, with --map-sweep --shots 4 --results
-docs/results/products-map-sweep.json)."""
+How the fused map's form was chosen: the same with --shots 4 --map-sweep --out runs/products-sweep
+--results docs/results/products-map-sweep.json."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
